@@ -1,0 +1,95 @@
+"""Dependency aliases: the one place routes get settings, the database and the caller from."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+import asyncpg
+import structlog
+from fastapi import Depends, Path, Request
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.config import Settings
+from app.core.errors import Forbidden, Unauthorized, UnsupportedMediaType
+from app.core.security import Role, decode_access_token
+from app.db.session import get_read_connection, get_session
+from app.schemas.base import MAX_BIGINT
+from app.services.principals import Principal, PrincipalCache
+
+
+def get_app_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_principals(request: Request) -> PrincipalCache:
+    principals: PrincipalCache = request.app.state.principals
+    return principals
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+ReadConnection = Annotated[asyncpg.Connection, Depends(get_read_connection, scope="function")]
+PrincipalsDep = Annotated[PrincipalCache, Depends(get_principals)]
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
+
+
+async def get_current_user(
+    request: Request,
+    settings: SettingsDep,
+    principals: PrincipalsDep,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+) -> Principal:
+    if not token:
+        raise Unauthorized("A bearer token is required")
+    claims = decode_access_token(settings, token)
+    principal = await principals.get(claims.user_id)
+    if principal is None:
+        raise Unauthorized("The token's user is unknown or deactivated")
+    request.scope["user_id"] = principal.id
+    structlog.contextvars.bind_contextvars(user_id=principal.id)
+    return principal
+
+
+def require_role(minimum: Role) -> Callable[..., Awaitable[Principal]]:
+    async def dependency(
+        user: Annotated[Principal, Depends(get_current_user)],
+    ) -> Principal:
+        if not user.has_role(minimum):
+            raise Forbidden(f"This action needs the {minimum.value} role")
+        return user
+
+    return dependency
+
+
+async def get_reader(
+    request: Request,
+    settings: SettingsDep,
+    principals: PrincipalsDep,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+) -> Principal | None:
+    """Callers of product and category reads: anyone when PUBLIC_READ is on, else a token."""
+    if settings.public_read and not token:
+        return None
+    return await get_current_user(request, settings, principals, token)
+
+
+async def require_json(request: Request) -> None:
+    content_type = request.headers.get("content-type", "")
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise UnsupportedMediaType("This endpoint takes application/json")
+
+
+CurrentUser = Annotated[Principal, Depends(get_current_user)]
+Reader = Annotated[Principal | None, Depends(get_reader)]
+Editor = Annotated[Principal, Depends(require_role(Role.editor))]
+Admin = Annotated[Principal, Depends(require_role(Role.admin))]
+JsonBody = Depends(require_json)
+
+ProductId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
+CategoryId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
+UserId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]

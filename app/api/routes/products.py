@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Header, Query, Request, Response, status
+
+from app.api.deps import Editor, JsonBody, ProductId, ReadConnection, Reader, SessionDep
+from app.api.etag import etag, if_match_version, none_match
+from app.api.routing import api_router, problem_responses
+from app.schemas.base import Page
+from app.schemas.listing import ProductListParams
+from app.schemas.product import ProductCreate, ProductRead, ProductUpdate
+from app.services import product_queries
+from app.services.pagination import CursorCodec
+from app.services.products import ProductService
+
+router = api_router(prefix="/products", tags=["products"])
+
+JSON = "application/json"
+IfMatch = Annotated[str | None, Header(description='the ETag, e.g. "3"')]
+IfNoneMatch = Annotated[str | None, Header()]
+
+
+def _service(session: SessionDep, request: Request) -> ProductService:
+    return ProductService(session, require_if_match=request.app.state.settings.require_if_match)
+
+
+@router.get("", response_model=Page[ProductRead], responses=problem_responses())
+async def list_products(
+    _: Reader,
+    connection: ReadConnection,
+    params: Annotated[ProductListParams, Query()],
+    request: Request,
+) -> Response:
+    """List products: filter, search, sort, and page with an opaque cursor."""
+    codec: CursorCodec = request.app.state.cursor_codec
+    body = await product_queries.list_products(
+        connection,
+        codec,
+        filters=product_queries.ProductFilters(
+            q=params.q,
+            category_id=params.category_id,
+            status=params.status.value if params.status else None,
+            min_price=params.min_price,
+            max_price=params.max_price,
+            in_stock=params.in_stock,
+            tags=params.tag,
+        ),
+        sort=params.sort,
+        limit=params.limit,
+        cursor=params.cursor,
+    )
+    return Response(body, media_type=JSON)
+
+
+@router.get("/{product_id}", response_model=ProductRead, responses=problem_responses(404))
+async def get_product(
+    product_id: ProductId,
+    _: Reader,
+    connection: ReadConnection,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    """Get one product; `If-None-Match` with its ETag answers 304."""
+    row = await product_queries.get_product(connection, product_id)
+    headers = {"ETag": etag(row.version)}
+    if none_match(if_none_match, row.version):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    return Response(row.json, media_type=JSON, headers=headers)
+
+
+@router.post(
+    "",
+    response_model=ProductRead,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[JsonBody],
+    responses=problem_responses(403, 409, 415),
+)
+async def create_product(
+    data: ProductCreate, _: Editor, session: SessionDep, request: Request, response: Response
+) -> ProductRead:
+    """Create a product."""
+    product = await _service(session, request).create(data)
+    response.headers["Location"] = f"/products/{product.id}"
+    response.headers["ETag"] = etag(product.version)
+    return ProductRead.model_validate(product)
+
+
+@router.patch(
+    "/{product_id}",
+    response_model=ProductRead,
+    dependencies=[JsonBody],
+    responses=problem_responses(403, 404, 409, 412, 415, 428),
+)
+async def update_product(
+    product_id: ProductId,
+    changes: ProductUpdate,
+    _: Editor,
+    session: SessionDep,
+    request: Request,
+    response: Response,
+    if_match: IfMatch = None,
+) -> ProductRead:
+    """Change some fields of a product; `If-Match` guards against lost updates."""
+    product = await _service(session, request).update(
+        product_id, changes, expected_version=if_match_version(if_match)
+    )
+    response.headers["ETag"] = etag(product.version)
+    return ProductRead.model_validate(product)
+
+
+@router.delete(
+    "/{product_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(403, 404, 412, 428),
+)
+async def delete_product(
+    product_id: ProductId,
+    _: Editor,
+    session: SessionDep,
+    request: Request,
+    if_match: IfMatch = None,
+) -> Response:
+    """Delete a product (soft: its SKU is free again)."""
+    await _service(session, request).delete(product_id, expected_version=if_match_version(if_match))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

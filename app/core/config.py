@@ -1,0 +1,103 @@
+"""Typed settings read from the environment and an optional `.env` file."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from typing import Annotated, Self
+
+from pydantic import Field, PostgresDsn, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"
+MIN_SECRET_KEY_LENGTH = 32
+
+
+class Environment(StrEnum):
+    development = "development"
+    test = "test"
+    production = "production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    environment: Environment = Environment.development
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    log_level: str = "INFO"
+    log_format: str = Field(default="json", pattern="^(json|console)$")
+
+    database_url: PostgresDsn = PostgresDsn("postgresql+asyncpg://postgres@127.0.0.1:5432/catalog")
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    db_pool_timeout: float = Field(default=5.0, gt=0, description="seconds to wait for a pool slot")
+    db_pool_pre_ping: bool = True
+    db_pool_recycle: int = Field(default=1800, description="seconds before a connection is renewed")
+    db_connect_timeout: float = Field(default=5.0, gt=0)
+    db_statement_timeout_ms: int = Field(default=15_000, ge=0)
+    redis_url: str | None = None
+
+    secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
+    access_token_ttl_seconds: int = Field(default=900, ge=30, le=86_400)
+    refresh_token_ttl_seconds: int = Field(default=14 * 86_400, ge=60)
+    jwt_issuer: str = "catalog-service"
+    jwt_audience: str = "catalog-api"
+    first_admin_email: str | None = None
+    first_admin_password: SecretStr | None = None
+    login_max_failures: int = Field(default=5, ge=1, description="per account, per window")
+    login_max_failures_per_client: int = Field(default=20, ge=1, description="per IP, per window")
+    login_failure_window_seconds: int = Field(default=300, ge=1)
+
+    cors_origins: Annotated[list[str], NoDecode] = []
+    public_read: bool = False
+    require_if_match: bool = False
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_import_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    idempotency_ttl_seconds: int = Field(default=86_400, ge=86_400)
+    shutdown_timeout_seconds: int = Field(default=20, ge=1)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _no_wildcard(cls, value: list[str]) -> list[str]:
+        # Credentials are allowed for listed origins, so a wildcard would open them to all.
+        if "*" in value:
+            raise ValueError("CORS_ORIGINS must list origins; '*' is not allowed")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _asyncpg_driver(cls, value: PostgresDsn) -> PostgresDsn:
+        if value.scheme != "postgresql+asyncpg":
+            raise ValueError("DATABASE_URL must use the postgresql+asyncpg:// scheme")
+        return value
+
+    @model_validator(mode="after")
+    def _strong_secret_in_production(self) -> Self:
+        if self.environment is Environment.production:
+            key = self.secret_key.get_secret_value()
+            if key == DEV_SECRET_KEY or len(key) < MIN_SECRET_KEY_LENGTH or len(set(key)) < 10:
+                raise ValueError(
+                    "SECRET_KEY must be set to a random value of at least "
+                    f"{MIN_SECRET_KEY_LENGTH} characters in production"
+                )
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment is Environment.production
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

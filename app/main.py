@@ -1,0 +1,100 @@
+"""The application factory. Nothing connects at import time; the lifespan owns the pool."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio as redis
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.middleware import Middleware
+
+from app.api.docs import install_docs
+from app.api.middleware import (
+    BodyLimitMiddleware,
+    RequestContextMiddleware,
+    SecurityHeadersMiddleware,
+)
+from app.api.problems import install_problem_handlers
+from app.api.router import api_router
+from app.core.config import Settings, get_settings
+from app.core.logging import configure_logging, get_logger
+from app.db.engine import build_engine, build_sessionmaker
+from app.services.pagination import CursorCodec
+from app.services.principals import PrincipalCache
+
+log = get_logger("app")
+IMPORT_PATH = "/products/import"
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    engine = build_engine(settings)
+    app.state.engine = engine
+    app.state.sessionmaker = build_sessionmaker(engine)
+    app.state.principals = PrincipalCache(engine)
+    app.state.redis = (
+        redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        if settings.redis_url
+        else None
+    )
+    log.info("started", environment=settings.environment.value, pool_size=settings.db_pool_size)
+    try:
+        yield
+    finally:
+        if app.state.redis is not None:
+            await app.state.redis.aclose()
+        await engine.dispose()
+        log.info("stopped: connection pool closed")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    middleware = [
+        Middleware(RequestContextMiddleware),
+        Middleware(SecurityHeadersMiddleware, hsts=settings.is_production),
+        Middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=bool(settings.cors_origins),
+            allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "If-Match",
+                "If-None-Match",
+                "Idempotency-Key",
+                "X-Request-ID",
+            ],
+            expose_headers=[
+                "ETag",
+                "Location",
+                "X-Request-ID",
+                "Retry-After",
+                "Idempotent-Replayed",
+            ],
+        ),
+        Middleware(
+            BodyLimitMiddleware,
+            default_limit=settings.max_body_bytes,
+            limits_by_path={IMPORT_PATH: settings.max_import_bytes},
+        ),
+    ]
+    app = FastAPI(
+        title="Catalog service",
+        version="0.1.0",
+        summary="Products and categories behind storefronts and back-office tools.",
+        lifespan=lifespan,
+        middleware=middleware,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.cursor_codec = CursorCodec(settings.secret_key.get_secret_value())
+    install_problem_handlers(app)
+    install_docs(app)
+    app.include_router(api_router)
+    return app

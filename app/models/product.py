@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Computed,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, TimestampMixin
+
+PRODUCT_STATUSES = ("draft", "active", "archived")
+
+# Weighted document for full-text search: name and SKU rank above the description.
+# 'simple' for name and SKU keeps codes and brand names intact; 'english' stems prose.
+SEARCH_VECTOR_SQL = (
+    "setweight(to_tsvector('simple'::regconfig, coalesce(name, '')), 'A') || "
+    "setweight(to_tsvector('simple'::regconfig, coalesce(sku, '')), 'A') || "
+    "setweight(to_tsvector('english'::regconfig, coalesce(description, '')), 'B')"
+)
+LIVE = text("deleted_at IS NULL")
+
+
+class Product(TimestampMixin, Base):
+    __tablename__ = "products"
+    __table_args__ = (
+        CheckConstraint("stock >= 0", name="stock_not_negative"),
+        CheckConstraint("price >= 0", name="price_not_negative"),
+        CheckConstraint(f"status IN {PRODUCT_STATUSES!r}", name="status_known"),
+        # A SKU is unique among live products only, so deleting a product frees its SKU.
+        Index("uq_products_live_sku", func.lower(text("sku")), unique=True, postgresql_where=LIVE),
+        # Keyset pagination: one index per sort, each ending in id for the tie-break.
+        Index("ix_products_live_created_at_id", "created_at", "id", postgresql_where=LIVE),
+        Index("ix_products_live_price_id", "price", "id", postgresql_where=LIVE),
+        Index("ix_products_live_name_id", "name", "id", postgresql_where=LIVE),
+        Index("ix_products_live_category_id", "category_id", postgresql_where=LIVE),
+        Index("ix_products_search", "search", postgresql_using="gin"),
+        Index("ix_products_tags", "tags", postgresql_using="gin"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    sku: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, server_default="", default="")
+    price: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    currency: Mapped[str] = mapped_column(String(3))
+    stock: Mapped[int] = mapped_column(Integer, server_default="0", default=0)
+    status: Mapped[str] = mapped_column(String(16), server_default="draft", default="draft")
+    category_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("categories.id", ondelete="SET NULL")
+    )
+    tags: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}", default=list)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}", default=dict)
+    version: Mapped[int] = mapped_column(Integer, server_default="1", default=1)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    search: Mapped[str] = mapped_column(
+        TSVECTOR, Computed(SEARCH_VECTOR_SQL, persisted=True), deferred=True
+    )
+
+    # Optimistic concurrency: the ORM adds `AND version = :loaded` to every UPDATE it emits
+    # and raises StaleDataError when another transaction got there first.
+    __mapper_args__ = {"version_id_col": version, "eager_defaults": True}  # noqa: RUF012

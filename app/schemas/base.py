@@ -1,0 +1,49 @@
+"""Shared schema pieces: the base model, the page envelope, and text types PostgreSQL can store."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Generic, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
+
+MAX_BIGINT = 2**63 - 1
+MAX_INT = 2**31 - 1
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _storable(value: str) -> str:
+    # PostgreSQL text cannot hold NUL, and UTF-8 cannot encode a lone surrogate.
+    if _UNSTORABLE.search(value):
+        raise ValueError("text must not contain NUL characters or unpaired surrogates")
+    return value
+
+
+# Put after any StringConstraints: Annotated[str, StringConstraints(...), Storable].
+Storable = AfterValidator(_storable)
+StorableStr = Annotated[str, Storable]
+DbId = Annotated[int, Field(ge=1, le=MAX_BIGINT)]
+
+
+class Schema(BaseModel):
+    model_config = ConfigDict(from_attributes=True, extra="forbid")
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    """Every list answers this envelope; `next_cursor` is null on the last page."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+def _rfc3339(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# Always UTC, always microseconds: the same text PostgreSQL's to_char renders on the read path.
+Timestamp = Annotated[datetime, PlainSerializer(_rfc3339, return_type=str, when_used="json")]

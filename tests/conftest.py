@@ -1,0 +1,168 @@
+"""Test fixtures: a real PostgreSQL (never SQLite, never a mock) and a real Redis.
+
+Where the database comes from, in order:
+1. TEST_DATABASE_URL, if set (a database the run may truncate freely);
+2. a testcontainers PostgreSQL, when a Docker daemon answers;
+3. the local server on 127.0.0.1:5432, in a throwaway database this run creates and drops.
+The schema is built once per run by the Alembic migrations; each test starts from truncated
+tables (the read path uses its own pooled connections, so an outer rollback could not isolate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from app.core.config import Environment, Settings
+from app.core.security import create_access_token, hash_password
+from app.db import bootstrap
+from app.main import create_app
+
+TEST_SECRET = "test-secret-key-0123456789-abcdefghijklmnop"
+PASSWORD = "correct horse battery staple"
+TABLES = "stock_adjustments, idempotency_keys, refresh_tokens, products, categories, users"
+
+
+def _docker_answers() -> bool:
+    """True when a Docker daemon answers /_ping (probed by hand: docker-py leaks the socket)."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    try:
+        if host.startswith("unix://"):
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            address: object = host.removeprefix("unix://")
+        elif host.startswith("tcp://"):
+            probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            name, _, port = host.removeprefix("tcp://").partition(":")
+            address = (name, int(port or 2375))
+        else:
+            return False
+        with probe:
+            probe.settimeout(3)
+            probe.connect(address)
+            probe.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            return b" 200 " in probe.recv(64)
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    if url := os.environ.get("TEST_DATABASE_URL"):
+        bootstrap.migrate(url)
+        yield url
+        return
+    if _docker_answers():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:15-alpine", driver="asyncpg") as container:
+            url = container.get_connection_url()
+            bootstrap.migrate(url)
+            yield url
+        return
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/catalog_test_{uuid.uuid4().hex[:10]}"
+    try:
+        bootstrap.migrate(url)
+        yield url
+    finally:
+        asyncio.run(bootstrap.drop_database(url))
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def make_settings(database_url: str, redis_url: str | None, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "environment": Environment.test,
+        "database_url": database_url,
+        "redis_url": redis_url,
+        "secret_key": TEST_SECRET,
+        "db_pool_size": 5,
+        "db_max_overflow": 20,
+        "db_pool_timeout": 3,
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, redis_url: str) -> Settings:
+    return make_settings(database_url, redis_url)
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[object]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture(scope="session")
+def password_hash() -> str:
+    return hash_password(PASSWORD)
+
+
+@dataclass
+class Users:
+    admin: int
+    editor: int
+    viewer: int
+
+
+@pytest.fixture
+async def users(app: object, password_hash: str) -> Users:
+    """A clean database with one user per role (ids 1, 2, 3)."""
+    engine = app.state.engine  # type: ignore[attr-defined]
+    async with engine.begin() as connection:
+        await connection.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+        for role in ("admin", "editor", "viewer"):
+            await connection.execute(
+                text("INSERT INTO users (email, password_hash, role) VALUES (:e, :h, :r)"),
+                {"e": f"{role}@example.com", "h": password_hash, "r": role},
+            )
+    app.state.principals._entries.clear()  # type: ignore[attr-defined]
+    return Users(admin=1, editor=2, viewer=3)
+
+
+def bearer(settings: Settings, user_id: int, role: str) -> dict[str, str]:
+    token, _ = create_access_token(settings, user_id=user_id, role=role)
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _client(app: object, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    return httpx.AsyncClient(transport=transport, base_url="http://test", headers=headers)
+
+
+@pytest.fixture
+async def client(app: object, users: Users) -> AsyncIterator[httpx.AsyncClient]:
+    """No credentials."""
+    async with _client(app) as c:
+        yield c
+
+
+@pytest.fixture
+async def admin(app: object, users: Users, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with _client(app, bearer(settings, users.admin, "admin")) as c:
+        yield c
+
+
+@pytest.fixture
+async def editor(app: object, users: Users, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with _client(app, bearer(settings, users.editor, "editor")) as c:
+        yield c
+
+
+@pytest.fixture
+async def viewer(app: object, users: Users, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with _client(app, bearer(settings, users.viewer, "viewer")) as c:
+        yield c

@@ -1,0 +1,291 @@
+"""Static checks of the container setup: docker-compose.yml, deploy/prometheus.yml, Dockerfile.
+
+No engine is needed. `docker compose config` runs only when the compose client is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+PROMETHEUS_FILE = ROOT / "deploy" / "prometheus.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+
+LONG_RUNNING = ("postgres", "redis", "app", "prometheus")
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert isinstance(data, dict), f"{path} is not a mapping"
+    return data
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return _load_yaml(COMPOSE_FILE)
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, Any]:
+    return compose["services"]
+
+
+def _depends_on(service: dict[str, Any]) -> dict[str, str]:
+    """Map dependency name -> condition (long syntax; short syntax means service_started)."""
+    deps = service.get("depends_on", {})
+    if isinstance(deps, list):
+        return dict.fromkeys(deps, "service_started")
+    return {name: (spec or {}).get("condition", "service_started") for name, spec in deps.items()}
+
+
+def _healthcheck_command(service: dict[str, Any]) -> str:
+    check = service.get("healthcheck") or {}
+    if check.get("disable"):
+        return ""
+    test = check.get("test", "")
+    if isinstance(test, list):
+        if test and test[0] == "NONE":
+            return ""
+        test = " ".join(str(part) for part in test)
+    return str(test)
+
+
+def _one_shot(name: str, services: dict[str, Any]) -> bool:
+    """A service others wait on with service_completed_successfully, or never restarted."""
+    awaited = any(
+        _depends_on(other).get(name) == "service_completed_successfully"
+        for other in services.values()
+    )
+    return awaited or str(services[name].get("restart", "no")) == "no"
+
+
+def test_expected_services_exist(services: dict[str, Any]) -> None:
+    assert {"postgres", "redis", "migrate", "app", "prometheus"} <= set(services)
+
+
+def test_postgres_has_healthcheck_and_named_volume(
+    compose: dict[str, Any], services: dict[str, Any]
+) -> None:
+    postgres = services["postgres"]
+    assert postgres["image"].startswith("postgres:15")
+    assert "pg_isready -U catalog -d catalog" in _healthcheck_command(postgres)
+    env = postgres["environment"]
+    assert (env["POSTGRES_USER"], env["POSTGRES_PASSWORD"], env["POSTGRES_DB"]) == (
+        "catalog",
+        "catalog",
+        "catalog",
+    )
+    assert "pgdata:/var/lib/postgresql/data" in postgres["volumes"]
+    assert "pgdata" in (compose.get("volumes") or {})
+
+
+def test_redis_has_healthcheck(services: dict[str, Any]) -> None:
+    assert "redis-cli ping" in _healthcheck_command(services["redis"])
+
+
+def test_app_waits_for_dependencies(services: dict[str, Any]) -> None:
+    assert _depends_on(services["app"]) == {
+        "postgres": "service_healthy",
+        "redis": "service_healthy",
+        "migrate": "service_completed_successfully",
+    }
+
+
+def test_app_environment_and_port(services: dict[str, Any]) -> None:
+    app = services["app"]
+    env = app["environment"]
+    assert env["DATABASE_URL"] == "postgresql+asyncpg://catalog:catalog@postgres:5432/catalog"
+    assert env["REDIS_URL"] == "redis://redis:6379/0"
+    assert env["ENVIRONMENT"] == "development"
+    assert env["HOST"] == "0.0.0.0"
+    assert env["SECRET_KEY"].startswith("${SECRET_KEY:-")
+    assert "8000:8000" in app["ports"]
+    assert app["build"] == "."
+
+
+def test_migrate_is_a_one_shot_catalog_migrate(services: dict[str, Any]) -> None:
+    migrate = services["migrate"]
+    assert migrate["build"] == "."
+    assert migrate["command"] == ["catalog", "migrate"]
+    assert str(migrate["restart"]) == "no"
+    assert _depends_on(migrate) == {"postgres": "service_healthy"}
+    # Same database as the service it prepares.
+    assert migrate["environment"]["DATABASE_URL"] == services["app"]["environment"]["DATABASE_URL"]
+
+
+def test_every_long_running_service_has_a_healthcheck(services: dict[str, Any]) -> None:
+    long_running = [name for name in services if not _one_shot(name, services)]
+    assert set(LONG_RUNNING) <= set(long_running)
+    missing = [name for name in long_running if not _healthcheck_command(services[name])]
+    assert not missing, f"services without a healthcheck: {missing}"
+
+
+def test_app_healthcheck_uses_python_urllib_on_health(services: dict[str, Any]) -> None:
+    command = _healthcheck_command(services["app"])
+    assert "urllib" in command
+    assert "http://127.0.0.1:8000/health" in command
+    assert "curl" not in command  # python:3.11-slim has no curl
+
+
+def test_prometheus_mounts_config_and_waits_for_app(services: dict[str, Any]) -> None:
+    prometheus = services["prometheus"]
+    assert prometheus["image"].startswith("prom/prometheus")
+    assert "./deploy/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in prometheus["volumes"]
+    assert "9090:9090" in prometheus["ports"]
+    assert _depends_on(prometheus) == {"app": "service_healthy"}
+    assert "http://127.0.0.1:9090/-/healthy" in _healthcheck_command(prometheus)
+    assert PROMETHEUS_FILE.is_file()
+
+
+def test_prometheus_scrapes_app_metrics() -> None:
+    config = _load_yaml(PROMETHEUS_FILE)
+    assert config["global"]["scrape_interval"] == "15s"
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    catalog = jobs["catalog"]
+    assert catalog.get("metrics_path", "/metrics") == "/metrics"
+    targets = [t for group in catalog["static_configs"] for t in group["targets"]]
+    assert targets == ["app:8000"]
+
+
+def _docker_compose_available() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        probe = subprocess.run(
+            ["docker", "compose", "version"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return probe.returncode == 0
+
+
+def test_docker_compose_config_is_valid() -> None:
+    if not _docker_compose_available():
+        pytest.skip("docker compose client not installed")
+    result = subprocess.run(
+        ["docker", "compose", "-f", str(COMPOSE_FILE), "config", "-q"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_compose_file_matches_compose_spec_schema(compose: dict[str, Any]) -> None:
+    """Offline schema check with the Compose Specification schema vendored by check-jsonschema."""
+    pytest.importorskip("check_jsonschema")
+    import jsonschema
+
+    schema_file = resources.files("check_jsonschema.builtin_schemas.vendor") / "compose-spec.json"
+    schema = json.loads(schema_file.read_text(encoding="utf-8"))
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = [
+        f"{'/'.join(str(part) for part in error.absolute_path)}: {error.message}"
+        for error in validator.iter_errors(compose)
+    ]
+    assert not errors, "\n".join(errors)
+
+
+# --------------------------------------------------------------------------- Dockerfile
+
+
+def _instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs; joins `\\` continuations, drops comments/blank lines."""
+    logical: list[str] = []
+    current = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not current and (not line or line.startswith("#")):
+            continue
+        if current and line.startswith("#"):
+            continue  # comment lines inside a continuation are ignored by the builder
+        if line.endswith("\\"):
+            current += line[:-1] + " "
+            continue
+        current += line
+        logical.append(current)
+        current = ""
+    if current:
+        logical.append(current)
+    result = []
+    for line in logical:
+        keyword, _, args = line.partition(" ")
+        result.append((keyword.upper(), args.strip()))
+    return result
+
+
+@pytest.fixture(scope="module")
+def dockerfile() -> list[tuple[str, str]]:
+    return _instructions(DOCKERFILE.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def final_stage(dockerfile: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    last_from = max(i for i, (keyword, _) in enumerate(dockerfile) if keyword == "FROM")
+    return dockerfile[last_from:]
+
+
+def test_dockerfile_is_multi_stage(dockerfile: list[tuple[str, str]]) -> None:
+    froms = [args for keyword, args in dockerfile if keyword == "FROM"]
+    assert len(froms) >= 2
+    assert all(args.split()[0] == "python:3.11-slim" for args in froms)
+
+
+def test_dockerfile_final_stage_runs_as_non_root(final_stage: list[tuple[str, str]]) -> None:
+    users = [args for keyword, args in final_stage if keyword == "USER"]
+    assert users, "final stage has no USER directive"
+    user = users[-1].split(":")[0]
+    assert user not in {"root", "0"}
+
+
+def test_dockerfile_final_stage_has_healthcheck(final_stage: list[tuple[str, str]]) -> None:
+    checks = [args for keyword, args in final_stage if keyword == "HEALTHCHECK"]
+    assert checks
+    assert "http://127.0.0.1:8000/health" in checks[-1]
+    assert "urllib" in checks[-1]
+
+
+def test_dockerfile_final_stage_has_no_build_tools(final_stage: list[tuple[str, str]]) -> None:
+    text = "\n".join(f"{keyword} {args}" for keyword, args in final_stage)
+    for tool in ("gcc", "build-essential", "g++", "make"):
+        assert not re.search(rf"(?<![\w-]){re.escape(tool)}(?![\w-])", text), tool
+
+
+def test_dockerfile_final_stage_copies_only_the_venv_from_builder(
+    final_stage: list[tuple[str, str]],
+) -> None:
+    copies_from = [args for keyword, args in final_stage if keyword == "COPY" and "--from" in args]
+    assert copies_from
+    assert all(args.split()[-2:] == ["/opt/venv", "/opt/venv"] for args in copies_from)
+
+
+def test_dockerfile_runtime_settings(final_stage: list[tuple[str, str]]) -> None:
+    by_keyword: dict[str, list[str]] = {}
+    for keyword, args in final_stage:
+        by_keyword.setdefault(keyword, []).append(args)
+    env = " ".join(by_keyword.get("ENV", []))
+    assert "PATH=/opt/venv/bin:$PATH" in env
+    assert "PYTHONDONTWRITEBYTECODE=1" in env
+    assert "PYTHONUNBUFFERED=1" in env
+    assert by_keyword["WORKDIR"] == ["/app"]
+    assert "8000" in by_keyword["EXPOSE"]
+    assert by_keyword["CMD"] == ['["catalog", "serve", "--host", "0.0.0.0", "--port", "8000"]']
+    copied = " ".join(by_keyword["COPY"])
+    for path in ("alembic.ini", "alembic/", "app/"):
+        assert path in copied
