@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from http import HTTPStatus
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -59,7 +60,7 @@ def problem_response(
     title: str | None = None,
     type_slug: str = "about:blank",
     errors: list[dict[str, Any]] | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Response:
     body = problem_body(

@@ -37,7 +37,8 @@ class Settings(BaseSettings):
     db_pool_timeout: float = Field(default=5.0, gt=0, description="seconds to wait for a pool slot")
     db_pool_pre_ping: bool = True
     db_pool_recycle: int = Field(default=1800, description="seconds before a connection is renewed")
-    db_connect_timeout: float = Field(default=5.0, gt=0)
+    db_connect_timeout: float = Field(default=3.0, gt=0, description="seconds to open a connection")
+    db_ping_timeout: float = Field(default=2.0, gt=0, description="seconds for the checkout ping")
     db_statement_timeout_ms: int = Field(default=15_000, ge=0)
     redis_url: str | None = None
 

@@ -129,3 +129,37 @@ class InsufficientStock(Conflict):
 
 class VersionMismatch(PreconditionFailed):
     title = "Resource has changed"
+
+
+class InvalidCredentials(Unauthorized):
+    """The same answer for an unknown email, a wrong password and a deactivated account."""
+
+    title = "Invalid credentials"
+    type_slug = "invalid-credentials"
+
+
+class InvalidRefreshToken(Unauthorized):
+    title = "Invalid refresh token"
+    type_slug = "invalid-refresh-token"
+
+
+class LoginThrottled(TooManyRequests):
+    title = "Too many failed logins"
+
+
+class SelfLockout(Conflict):
+    """An admin may not delete, deactivate or demote their own account (409)."""
+
+    title = "Cannot lock yourself out"
+    type_slug = "self-lockout"
+
+
+class IdempotencyKeyInUse(Conflict):
+    title = "Idempotency key in use"
+    type_slug = "idempotency-key-in-use"
+    default_headers = (("Retry-After", "1"),)
+
+
+class IdempotencyKeyReused(Unprocessable):
+    title = "Idempotency key reused"
+    type_slug = "idempotency-key-reused"

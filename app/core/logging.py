@@ -78,4 +78,4 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
-    return structlog.stdlib.get_logger(name)  # type: ignore[no-any-return]
+    return structlog.stdlib.get_logger(name)

@@ -38,12 +38,12 @@ _RANKS = {Role.viewer: 0, Role.editor: 1, Role.admin: 2}
 
 
 def hash_password(password: str) -> str:
-    return password_context.hash(password)
+    return str(password_context.hash(password))
 
 
 @cache
 def _dummy_hash() -> str:
-    return password_context.hash(secrets.token_urlsafe(16))
+    return str(password_context.hash(secrets.token_urlsafe(16)))
 
 
 def verify_password(password: str, password_hash: str | None) -> tuple[bool, bool]:

@@ -85,9 +85,9 @@ def migrate(url: str, revision: str = "head") -> None:
 
 def embedded_database_url(data_dir: Path, database: str = "catalog") -> str:
     """Start (or reuse) a PostgreSQL under `data_dir` with pgserver. Development only."""
-    import pgserver
+    from pgserver import postgres_server
 
-    server = pgserver.get_server(str(data_dir), cleanup_mode="stop")
+    server = postgres_server.get_server(str(data_dir), cleanup_mode="stop")
     socket_dir = make_url(server.get_uri()).query.get("host")
     log.warning(
         "no PostgreSQL configured or on localhost:5432: using an EMBEDDED PostgreSQL "

@@ -2,35 +2,58 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from typing import Any
+
+import asyncpg
+from sqlalchemy import event
+from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.util.concurrency import await_
 
 from app.core.config import Settings
 
 
 def build_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
-    return create_async_engine(
+    statement_timeout_s = settings.db_statement_timeout_ms / 1000
+    engine = create_async_engine(
         url or str(settings.database_url),
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
-        pool_pre_ping=settings.db_pool_pre_ping,
         pool_recycle=settings.db_pool_recycle,
+        # Pre-ping is done by the checkout hook below, with a timeout of its own.
+        pool_pre_ping=False,
         connect_args={
             "timeout": settings.db_connect_timeout,
-            "command_timeout": settings.db_statement_timeout_ms / 1000 + 5
-            if settings.db_statement_timeout_ms
-            else None,
+            # Client-side backstop a little past the server's statement_timeout.
+            "command_timeout": statement_timeout_s + 5 if statement_timeout_s else None,
             "server_settings": {
                 "statement_timeout": str(settings.db_statement_timeout_ms),
                 "application_name": "catalog-service",
             },
         },
     )
+    if settings.db_pool_pre_ping:
+        _ping_on_checkout(engine, settings.db_ping_timeout)
+    return engine
+
+
+def _ping_on_checkout(engine: AsyncEngine, timeout: float) -> None:
+    """Check each pooled connection before use, giving up after `timeout` seconds.
+
+    SQLAlchemy's own pre-ping waits as long as the driver's command timeout, so a database that
+    stopped answering (rather than refusing) would hang every request. A failed ping discards
+    the connection; the pool then opens a new one, bounded by the connect timeout.
+    """
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def ping(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        try:
+            await_(dbapi_connection.driver_connection.fetchval("SELECT 1", timeout=timeout))
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            # Abort the socket: a polite close would wait on the silent server too.
+            dbapi_connection.driver_connection.terminate()
+            raise DisconnectionError("pre-ping failed") from error
 
 
 def build_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -40,10 +40,10 @@ def _check_price(value: Decimal) -> Decimal:
         raise ValueError("price must be a finite number")
     if value < 0:
         raise ValueError("price must be >= 0")
+    if value > MAX_PRICE:  # before quantize, which fails on huge exponents
+        raise ValueError("price must have at most 10 integer digits")
     if value != value.quantize(CENT):
         raise ValueError("price must have at most 2 decimal places")
-    if value > MAX_PRICE:
-        raise ValueError("price must have at most 10 integer digits")
     return value.quantize(CENT)
 
 
@@ -160,17 +160,3 @@ class ProductRead(Schema):
     created_at: Timestamp
     updated_at: Timestamp
 
-
-class StockAdjust(Schema):
-    delta: Annotated[int, Field(ge=-MAX_INT, le=MAX_INT)]
-    reason: Annotated[str, StringConstraints(max_length=500), Storable] | None = None
-
-
-class StockAdjustmentRead(Schema):
-    id: int
-    product_id: int
-    user_id: int | None
-    delta: int
-    stock_after: int
-    reason: str | None
-    created_at: Timestamp

@@ -1,0 +1,97 @@
+"""A database that refuses or stops answering: 503 with Retry-After, quickly, never a hang."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+
+from app.core.config import Settings
+from app.main import create_app
+from tests.conftest import Users, bearer, make_settings
+from tests.support.tcp_proxy import TcpProxy
+
+
+@pytest.fixture
+async def proxy(settings: Settings) -> AsyncIterator[TcpProxy]:
+    url = make_url(str(settings.database_url))
+    tcp_proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    await tcp_proxy.start()
+    yield tcp_proxy
+    await tcp_proxy.close()
+
+
+@pytest.fixture
+async def outage_client(
+    proxy: TcpProxy, settings: Settings, users: Users
+) -> AsyncIterator[httpx.AsyncClient]:
+    url = make_url(str(settings.database_url)).set(host="127.0.0.1", port=proxy.port)
+    app_settings = make_settings(
+        url.render_as_string(hide_password=False),
+        None,
+        db_pool_size=2,
+        db_max_overflow=0,
+        db_pool_timeout=2,
+        db_connect_timeout=1,
+        db_ping_timeout=1,
+    )
+    app = create_app(app_settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        headers = bearer(settings, users.editor, "editor")
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", headers=headers
+        ) as client:
+            yield client
+
+
+async def timed_get(client: httpx.AsyncClient, path: str) -> tuple[httpx.Response, float]:
+    started = time.monotonic()
+    response = await client.get(path)
+    return response, time.monotonic() - started
+
+
+def assert_unavailable(response: httpx.Response) -> None:
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert int(response.headers["retry-after"]) > 0
+    assert "request_id" in response.json()
+
+
+class TestDatabaseOutage:
+    async def test_refused_connections_give_503_at_once(
+        self, outage_client: httpx.AsyncClient, proxy: TcpProxy
+    ) -> None:
+        assert (await outage_client.get("/products")).status_code == 200
+        await proxy.refuse()
+        for path in ("/products", "/products/1", "/categories"):
+            response, elapsed = await timed_get(outage_client, path)
+            assert_unavailable(response)
+            assert elapsed < 2.0
+        write = await outage_client.post(
+            "/products", json={"sku": "X-1", "name": "x", "price": "1", "currency": "EUR"}
+        )
+        assert_unavailable(write)
+        assert (await outage_client.get("/health")).status_code == 200
+        ready = await outage_client.get("/health/ready")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["database"]["status"] == "error"
+        await proxy.restore()
+        assert (await outage_client.get("/products")).status_code == 200
+
+    async def test_silent_database_gives_503_within_the_pool_timeout(
+        self, outage_client: httpx.AsyncClient, proxy: TcpProxy
+    ) -> None:
+        assert (await outage_client.get("/products")).status_code == 200
+        await proxy.blackhole()
+        response, elapsed = await timed_get(outage_client, "/products")
+        assert_unavailable(response)
+        assert elapsed < 4.0  # ping timeout 1 s + connect timeout 1 s, with room for CI
+        ready, elapsed = await timed_get(outage_client, "/health/ready")
+        assert ready.status_code == 503
+        assert elapsed < 3.0
+        await proxy.restore()
+        assert (await outage_client.get("/products")).status_code == 200
