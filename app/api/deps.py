@@ -19,12 +19,14 @@ from app.schemas.base import MAX_BIGINT
 from app.services.principals import Principal, PrincipalCache
 
 
-def get_app_settings(request: Request) -> Settings:
+# Dependencies are `async def` even when they do not await: FastAPI runs plain `def`
+# dependencies in a worker thread, a thread hop per call on the hot path.
+async def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_principals(request: Request) -> PrincipalCache:
+async def get_principals(request: Request) -> PrincipalCache:
     principals: PrincipalCache = request.app.state.principals
     return principals
 
