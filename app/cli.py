@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from app.core.config import get_settings
 from app.core.logging import configure_logging, get_logger
+
+if TYPE_CHECKING:
+    from app.schemas.user import UserCreate
+    from app.services.importer import ImportFormat, ImportReport
 
 log = get_logger("app.cli")
 
@@ -21,21 +32,55 @@ def main() -> None:
     configure_logging(settings.log_level, settings.log_format)
 
 
+@contextmanager
+def _metrics_dir(workers: int) -> Iterator[None]:
+    """Several workers share their metrics through files (prometheus_client multiprocess mode).
+
+    PROMETHEUS_MULTIPROC_DIR must be set before the workers import prometheus_client and hold
+    no file of an earlier run: a directory given in the environment is emptied of its *.db
+    files; otherwise a fresh temporary one is made for more than one worker and removed at exit.
+    """
+    if given := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        Path(given).mkdir(parents=True, exist_ok=True)
+        for stale in Path(given).glob("*.db"):
+            stale.unlink()
+        yield
+        return
+    if workers == 1:
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="catalog-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    try:
+        yield
+    finally:
+        del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def _serve(host: str, port: int, workers: int) -> None:
     import uvicorn
 
     settings = get_settings()
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        access_log=False,  # our middleware writes one structured line per request
-        log_config=None,
-        proxy_headers=True,
-        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
-    )
+    # uvicorn drains, closes the app, then raises SIGTERM again so the default handler ends
+    # the process with -15; after a clean drain that is a normal exit, so make it 0.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    with _metrics_dir(workers):
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            access_log=False,  # our middleware writes one structured line per request
+            log_config=None,
+            proxy_headers=True,
+            timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
+        )
 
 
 @main.command()
@@ -68,20 +113,110 @@ def seed(count: int, random_seed: int) -> None:
     click.echo(f"seeded {created} products")
 
 
+_IMPORT_EXTENSIONS = {".ndjson": "ndjson", ".jsonl": "ndjson", ".csv": "csv"}
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", "ndjson", "csv"]),
+    default="auto",
+    show_default=True,
+    help="auto: by the file's extension (.ndjson or .jsonl, .csv)",
+)
+def import_file(file: Path, fmt: str) -> None:
+    """Create or update products by SKU from FILE, NDJSON or CSV, in one transaction.
+
+    Prints the report as JSON, as `POST /products/import` answers it; exits 1 when some rows
+    failed (the valid rows are applied all the same).
+    """
+    from app.core.errors import Unprocessable
+    from app.services.importer import ImportFormat
+
+    if fmt == "auto":
+        if file.suffix.lower() not in _IMPORT_EXTENSIONS:
+            raise click.BadParameter("cannot tell the format by extension; pass --format")
+        fmt = _IMPORT_EXTENSIONS[file.suffix.lower()]
+    try:
+        report = asyncio.run(_import_file(file, ImportFormat(fmt)))
+    except Unprocessable as error:
+        raise click.ClickException(error.detail) from None
+    click.echo(report.model_dump_json())
+    if report.failed:
+        sys.exit(1)
+
+
+async def _import_file(file: Path, fmt: ImportFormat) -> ImportReport:
+    from app.db.engine import build_engine, build_sessionmaker
+    from app.services.importer import file_chunks, import_products
+
+    engine = build_engine(get_settings())
+    try:
+        async with build_sessionmaker(engine)() as session, session.begin():
+            return await import_products(session, file_chunks(str(file)), fmt)
+    finally:
+        await engine.dispose()
+
+
+@main.command("create-user")
+@click.argument("email")
+@click.option("--role", type=click.Choice(["viewer", "editor", "admin"]), required=True)
+@click.option(
+    "--password-stdin", is_flag=True, help="Read the password from the first line of stdin."
+)
+def create_user(email: str, role: str, password_stdin: bool) -> None:
+    """Create a user with ROLE; the password comes from stdin or a hidden prompt."""
+    from pydantic import ValidationError
+
+    from app.core.errors import EmailTaken
+    from app.schemas.user import UserCreate
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        data = UserCreate.model_validate({"email": email, "password": password, "role": role})
+    except ValidationError as error:
+        # loc and msg only: the input may be the password.
+        reasons = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in error.errors())
+        raise click.ClickException(reasons) from None
+    try:
+        user_id = asyncio.run(_create_user(data))
+    except EmailTaken as error:
+        raise click.ClickException(error.detail) from None
+    click.echo(f"created user {user_id} with role {role}")
+
+
+async def _create_user(data: UserCreate) -> int:
+    from app.db.engine import build_engine, build_sessionmaker
+    from app.services.users import UserService
+
+    engine = build_engine(get_settings())
+    try:
+        async with build_sessionmaker(engine)() as session, session.begin():
+            return (await UserService(session).create(data)).id
+    finally:
+        await engine.dispose()
+
+
 @main.command()
 @click.option("--data-dir", type=click.Path(path_type=Path), default=Path(".data/postgres"))
-def dev(data_dir: Path) -> None:
+@click.option("--local-port", type=int, default=5432, show_default=True)
+def dev(data_dir: Path, local_port: int) -> None:
     """What `make run` does: find a database, create and migrate it, then serve.
 
-    The database is DATABASE_URL when set, else PostgreSQL on localhost:5432, else an embedded
-    PostgreSQL under DATA_DIR (development only).
+    The database is DATABASE_URL when set, else PostgreSQL on localhost:LOCAL_PORT, else an
+    embedded PostgreSQL under DATA_DIR (development only).
     """
     from app.db import bootstrap
 
     if "DATABASE_URL" in os.environ or (Path(".env").exists() and _env_file_sets_database()):
         url = str(get_settings().database_url)
-    elif bootstrap.port_open("127.0.0.1", 5432):
-        url = bootstrap.LOCAL_URL
+    elif bootstrap.port_open("127.0.0.1", local_port):
+        url = bootstrap.local_url(local_port)
     else:
         url = bootstrap.embedded_database_url(data_dir.resolve())
     os.environ["DATABASE_URL"] = url

@@ -6,8 +6,10 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated, Self
 
-from pydantic import Field, PostgresDsn, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"
 MIN_SECRET_KEY_LENGTH = 32
@@ -31,7 +33,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|console)$")
 
-    database_url: PostgresDsn = PostgresDsn("postgresql+asyncpg://postgres@127.0.0.1:5432/catalog")
+    # A SQLAlchemy URL rather than PostgresDsn: a unix socket (`?host=/dir`, no netloc host)
+    # is a valid address too.
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/catalog"
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
     db_pool_timeout: float = Field(default=5.0, gt=0, description="seconds to wait for a pool slot")
@@ -78,9 +82,15 @@ class Settings(BaseSettings):
 
     @field_validator("database_url")
     @classmethod
-    def _asyncpg_driver(cls, value: PostgresDsn) -> PostgresDsn:
-        if value.scheme != "postgresql+asyncpg":
+    def _asyncpg_driver(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except ArgumentError as error:
+            raise ValueError(f"DATABASE_URL is not a database URL: {error}") from None
+        if url.drivername != "postgresql+asyncpg":
             raise ValueError("DATABASE_URL must use the postgresql+asyncpg:// scheme")
+        if not url.database:
+            raise ValueError("DATABASE_URL must name a database")
         return value
 
     @model_validator(mode="after")
