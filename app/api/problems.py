@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from http import HTTPStatus
 from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any
 
+import asyncpg
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -124,21 +125,22 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 _UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03", "53300")
 
 
-def _sqlstate(exc: sa_exc.DBAPIError) -> str:
-    return getattr(exc.orig, "sqlstate", None) or ""
+def _sqlstate(exc: BaseException) -> str:
+    """The SQLSTATE of an error from the ORM (wrapped) or from the raw asyncpg read path."""
+    source = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
+    return getattr(source, "sqlstate", None) or ""
 
 
 def _is_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, (OSError, asyncio.TimeoutError, sa_exc.TimeoutError)):
+    if isinstance(
+        exc, (OSError, asyncio.TimeoutError, sa_exc.TimeoutError, asyncpg.InterfaceError)
+    ):
         return True
-    if isinstance(exc, sa_exc.DBAPIError):
-        state = _sqlstate(exc)
-        return (
-            exc.connection_invalidated
-            or state.startswith(_UNAVAILABLE_STATES)
-            or (isinstance(exc, sa_exc.InterfaceError))
-        )
-    return False
+    if isinstance(exc, sa_exc.DBAPIError) and (
+        exc.connection_invalidated or isinstance(exc, sa_exc.InterfaceError)
+    ):
+        return True
+    return _sqlstate(exc).startswith(_UNAVAILABLE_STATES)
 
 
 def _unavailable(request: Request, exc: BaseException) -> Response:
@@ -156,7 +158,7 @@ def _unavailable(request: Request, exc: BaseException) -> Response:
 async def _database_error(request: Request, exc: Exception) -> Response:
     if _is_unavailable(exc):
         return _unavailable(request, exc)
-    if isinstance(exc, sa_exc.DBAPIError):
+    if isinstance(exc, (sa_exc.DBAPIError, asyncpg.PostgresError)):
         state = _sqlstate(exc)
         if state == "23505":
             DB_ERRORS.labels(kind="unique_violation").inc()
@@ -193,4 +195,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(sa_exc.SQLAlchemyError, _database_error)
+    app.add_exception_handler(asyncpg.PostgresError, _database_error)
+    app.add_exception_handler(asyncpg.InterfaceError, _database_error)
     app.add_exception_handler(OSError, _database_error)

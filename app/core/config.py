@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     db_pool_recycle: int = Field(default=1800, description="seconds before a connection is renewed")
     db_connect_timeout: float = Field(default=3.0, gt=0, description="seconds to open a connection")
     db_ping_timeout: float = Field(default=2.0, gt=0, description="seconds for the checkout ping")
+    db_ping_idle_seconds: float = Field(
+        default=0.0, ge=0, description="skip the ping for connections used this recently"
+    )
     db_statement_timeout_ms: int = Field(default=15_000, ge=0)
     redis_url: str | None = None
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import asyncpg
 from sqlalchemy import event
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.util.concurrency import await_
 
 from app.core.config import Settings
@@ -34,20 +40,30 @@ def build_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
         },
     )
     if settings.db_pool_pre_ping:
-        _ping_on_checkout(engine, settings.db_ping_timeout)
+        _ping_on_checkout(engine, settings.db_ping_timeout, settings.db_ping_idle_seconds)
     return engine
 
 
-def _ping_on_checkout(engine: AsyncEngine, timeout: float) -> None:
-    """Check each pooled connection before use, giving up after `timeout` seconds.
+def _ping_on_checkout(engine: AsyncEngine, timeout: float, idle_seconds: float) -> None:
+    """Check a pooled connection before use if it sat idle, giving up after `timeout` seconds.
 
     SQLAlchemy's own pre-ping waits as long as the driver's command timeout, so a database that
     stopped answering (rather than refusing) would hang every request. A failed ping discards
     the connection; the pool then opens a new one, bounded by the connect timeout.
+    Like HikariCP's bypass window, a connection returned less than `idle_seconds` ago is not
+    pinged again: under load that saves a round trip per request, and a connection that just
+    worked is as good a sign of life as a ping.
     """
 
+    @event.listens_for(engine.sync_engine, "checkin")
+    def remember_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["checked_in_at"] = time.monotonic()
+
     @event.listens_for(engine.sync_engine, "checkout")
-    def ping(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    def ping(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        checked_in_at = record.info.get("checked_in_at")
+        if checked_in_at is not None and time.monotonic() - checked_in_at < idle_seconds:
+            return
         try:
             await_(dbapi_connection.driver_connection.fetchval("SELECT 1", timeout=timeout))
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:

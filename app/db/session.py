@@ -33,4 +33,9 @@ async def get_read_connection(request: Request) -> AsyncIterator[asyncpg.Connect
     """
     async with request.app.state.engine.connect() as connection:
         raw = await connection.get_raw_connection()
-        yield raw.driver_connection
+        try:
+            yield raw.driver_connection
+        except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
+            # The connection is broken: keep the pool from handing it out again.
+            await connection.invalidate()
+            raise

@@ -24,9 +24,9 @@ async def proxy(settings: Settings) -> AsyncIterator[TcpProxy]:
     await tcp_proxy.close()
 
 
-@pytest.fixture
+@pytest.fixture(params=[0.0], ids=["ping-always"])
 async def outage_client(
-    proxy: TcpProxy, settings: Settings, users: Users
+    proxy: TcpProxy, settings: Settings, users: Users, request: pytest.FixtureRequest
 ) -> AsyncIterator[httpx.AsyncClient]:
     url = make_url(str(settings.database_url)).set(host="127.0.0.1", port=proxy.port)
     app_settings = make_settings(
@@ -37,6 +37,7 @@ async def outage_client(
         db_pool_timeout=2,
         db_connect_timeout=1,
         db_ping_timeout=1,
+        db_ping_idle_seconds=request.param,
     )
     app = create_app(app_settings)
     async with app.router.lifespan_context(app):
@@ -62,6 +63,9 @@ def assert_unavailable(response: httpx.Response) -> None:
 
 
 class TestDatabaseOutage:
+    @pytest.mark.parametrize(
+        "outage_client", [0.0, 60.0], ids=["ping-always", "ping-when-idle"], indirect=True
+    )
     async def test_refused_connections_give_503_at_once(
         self, outage_client: httpx.AsyncClient, proxy: TcpProxy
     ) -> None:
