@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-fast lint format typecheck services migrate seed bench clean
+.PHONY: help install run test chromium lint format services migrate seed bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -26,7 +26,10 @@ run: install ## Create/migrate the database and serve on 127.0.0.1:8000 (HOST/PO
 services: ## Make sure PostgreSQL and Redis answer (starts local ones that are stopped)
 	@scripts/ensure-services.sh
 
-test: install services ## Run the whole test suite against real PostgreSQL and Redis
+chromium: ## Install headless Chromium for the docs browser test (apt; never fails)
+	@scripts/install-chromium.sh
+
+test: install services chromium ## Run the whole test suite against real PostgreSQL and Redis
 	$(BIN)/python -m pytest
 
 lint: install ## ruff check, ruff format --check, mypy
@@ -43,6 +46,9 @@ migrate: install ## Migrate DATABASE_URL (default: local catalog database) to he
 
 seed: install ## Seed 1000 demo products (make seed N=1000000 for more)
 	$(BIN)/catalog seed --products $${N:-1000}
+
+bench: install ## Hot-read benchmark against a bare asyncpg app (needs wrk)
+	$(BIN)/python -m bench.read_bench
 
 clean: ## Remove the virtualenv, caches and the embedded database
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 import redis.asyncio as redis
 from fastapi import FastAPI
@@ -11,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.middleware import Middleware
 
 from app.api.docs import install_docs
+from app.api.metrics import install_metrics, metrics_process_stopped, watch_pool
 from app.api.middleware import (
     BodyLimitMiddleware,
     RequestContextMiddleware,
@@ -21,11 +23,15 @@ from app.api.router import api_router
 from app.core.config import Settings, get_settings
 from app.core.logging import configure_logging, get_logger
 from app.db.engine import build_engine, build_sessionmaker
+from app.services.idempotency import purge_periodically
+from app.services.login_throttle import LoginThrottle
 from app.services.pagination import CursorCodec
 from app.services.principals import PrincipalCache
+from app.services.users import ensure_first_admin
 
 log = get_logger("app")
 IMPORT_PATH = "/products/import"
+IDEMPOTENCY_PURGE_INTERVAL_SECONDS = 600.0
 
 
 @asynccontextmanager
@@ -35,19 +41,32 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.engine = engine
     app.state.sessionmaker = build_sessionmaker(engine)
     app.state.principals = PrincipalCache(engine)
+    watch_pool(app)
     app.state.redis = (
         redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
         if settings.redis_url
         else None
     )
+    app.state.login_throttle = LoginThrottle.from_settings(settings, app.state.redis)
+    await ensure_first_admin(app.state.sessionmaker, settings)
     log.info("started", environment=settings.environment.value, pool_size=settings.db_pool_size)
+    purger = asyncio.create_task(
+        purge_periodically(
+            app.state.sessionmaker, interval_seconds=IDEMPOTENCY_PURGE_INTERVAL_SECONDS
+        ),
+        name="idempotency-key-purge",
+    )
     try:
         yield
     finally:
+        purger.cancel()
+        with suppress(asyncio.CancelledError):
+            await purger
         if app.state.redis is not None:
             await app.state.redis.aclose()
         await engine.dispose()
         log.info("stopped: connection pool closed")
+        metrics_process_stopped()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -97,4 +116,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     install_docs(app)
     app.include_router(api_router)
+    install_metrics(app)
     return app

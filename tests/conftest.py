@@ -25,6 +25,7 @@ from app.core.config import Environment, Settings
 from app.core.security import create_access_token, hash_password
 from app.db import bootstrap
 from app.main import create_app
+from app.services.login_throttle import LoginThrottle
 
 TEST_SECRET = "test-secret-key-0123456789-abcdefghijklmnop"
 PASSWORD = "correct horse battery staple"
@@ -103,6 +104,11 @@ def settings(database_url: str, redis_url: str) -> Settings:
 async def app(settings: Settings) -> AsyncIterator[object]:
     application = create_app(settings)
     async with application.router.lifespan_context(application):
+        # Login-failure counters live in the shared Redis for minutes; a prefix of this run's
+        # own keeps an earlier run's failures from throttling this one.
+        application.state.login_throttle = LoginThrottle.from_settings(
+            settings, application.state.redis, key_prefix=f"test-{uuid.uuid4().hex[:8]}"
+        )
         yield application
 
 

@@ -163,3 +163,16 @@ class IdempotencyKeyInUse(Conflict):
 class IdempotencyKeyReused(Unprocessable):
     title = "Idempotency key reused"
     type_slug = "idempotency-key-reused"
+
+
+class NotAcceptable(DomainError):
+    status = 406
+    title = "Not acceptable"
+    type_slug = "not-acceptable"
+
+
+class ImportFileInvalid(Unprocessable):
+    """The import file as a whole is unusable (bad CSV header, overlong line): nothing applied."""
+
+    title = "Import file invalid"
+    type_slug = "import-file-invalid"

@@ -13,8 +13,11 @@ from sqlalchemy.engine import make_url
 from app.core.logging import get_logger
 
 log = get_logger("app.db")
+
+
 def local_url(port: int = 5432) -> str:
     return f"postgresql+asyncpg://postgres@127.0.0.1:{port}/catalog"
+
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 

@@ -159,4 +159,3 @@ class ProductRead(Schema):
     version: int
     created_at: Timestamp
     updated_at: Timestamp
-

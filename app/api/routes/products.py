@@ -6,6 +6,7 @@ from fastapi import Header, Query, Request, Response, status
 
 from app.api.deps import Editor, JsonBody, ProductId, ReadConnection, Reader, SessionDep
 from app.api.etag import etag, if_match_version, none_match
+from app.api.idempotency import IdempotencyKey, idempotent
 from app.api.routing import api_router, problem_responses
 from app.schemas.base import Page
 from app.schemas.listing import ProductListParams
@@ -76,13 +77,24 @@ async def get_product(
     responses=problem_responses(403, 409, 415),
 )
 async def create_product(
-    data: ProductCreate, _: Editor, session: SessionDep, request: Request, response: Response
-) -> ProductRead:
-    """Create a product."""
-    product = await _service(session, request).create(data)
-    response.headers["Location"] = f"/products/{product.id}"
-    response.headers["ETag"] = etag(product.version)
-    return ProductRead.model_validate(product)
+    data: ProductCreate,
+    user: Editor,
+    session: SessionDep,
+    request: Request,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Create a product; an `Idempotency-Key` makes a retry replay the first answer."""
+
+    async def create() -> Response:
+        product = await _service(session, request).create(data)
+        return Response(
+            ProductRead.model_validate(product).model_dump_json(),
+            status_code=status.HTTP_201_CREATED,
+            media_type=JSON,
+            headers={"Location": f"/products/{product.id}", "ETag": etag(product.version)},
+        )
+
+    return await idempotent(request, session, user, idempotency_key, create)
 
 
 @router.patch(

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request, Response, status
+from fastapi.security import OAuth2PasswordRequestForm
+
+from app.api.deps import CurrentUser, JsonBody, SessionDep, SettingsDep
+from app.api.routing import api_router, problem_responses
+from app.schemas.auth import LogoutRequest, RefreshRequest, TokenPair
+from app.services.auth import AuthService, IssuedTokens
+from app.services.login_throttle import LoginThrottle
+
+router = api_router(prefix="/auth", tags=["auth"])
+
+
+def _token_response(tokens: IssuedTokens, response: Response) -> TokenPair:
+    # RFC 6749 section 5.1: token responses must not be cached.
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return TokenPair(
+        access_token=tokens.access_token,
+        refresh_token=tokens.refresh_token,
+        expires_in=tokens.expires_in,
+    )
+
+
+@router.post("/token", response_model=TokenPair, responses=problem_responses(429))
+async def issue_token(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> TokenPair:
+    """Log in with email (`username`) and password; get an access and a refresh token."""
+    throttle: LoginThrottle = request.app.state.login_throttle
+    tokens = await AuthService(session, settings).login(
+        email=form.username,
+        password=form.password,
+        client=request.client.host if request.client else "unknown",
+        throttle=throttle,
+    )
+    return _token_response(tokens, response)
+
+
+@router.post(
+    "/refresh",
+    response_model=TokenPair,
+    dependencies=[JsonBody],
+    responses=problem_responses(415),
+)
+async def refresh_token(
+    body: RefreshRequest, response: Response, session: SessionDep, settings: SettingsDep
+) -> TokenPair:
+    """Trade a refresh token for a new pair; presenting a spent one revokes its family."""
+    tokens = await AuthService(session, settings).refresh(body.refresh_token)
+    return _token_response(tokens, response)
+
+
+@router.post(
+    "/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[JsonBody],
+    responses=problem_responses(415),
+)
+async def logout(
+    body: LogoutRequest, user: CurrentUser, session: SessionDep, settings: SettingsDep
+) -> Response:
+    """Revoke the refresh token's family; 204 even when the token is unknown or not yours."""
+    await AuthService(session, settings).logout(body.refresh_token, user_id=user.id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,278 @@
+"""EXPLAIN (ANALYZE, BUFFERS) of every product-list query shape on a big catalog.
+
+    .venv/bin/python -m bench.explain_listing [--products 1000000] [--database-url URL]
+
+Without --database-url it creates a throwaway database on 127.0.0.1:5432, seeds it with
+`catalog seed`'s generator (COPY; a million products take a few minutes), vacuums and analyzes
+it as autovacuum would, and drops it at the end. With --database-url it uses that catalog as
+it is (nothing seeded, nothing dropped).
+
+Each shape is run through `app.services.product_queries.list_products` itself, on a connection
+that EXPLAINs the SQL the service sends before running it, so the plans are those of the real
+queries. Prints one line per shape (plan time, wall time of the real query, the indexes used)
+and exits 1 when any plan reads `products` with a sequential scan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from app.core.config import Settings
+from app.db import bootstrap
+from app.db.engine import build_engine
+from app.services import product_queries
+from app.services.pagination import CursorCodec
+from app.services.product_queries import ProductFilters
+from app.services.seed import seed_catalog
+
+CODEC = CursorCodec("explain-listing")
+SORTS = ("id", "-id", "created_at", "-created_at", "price", "-price", "name", "-name")
+
+
+@dataclass
+class Explained:
+    sql: str
+    plan: dict[str, Any]
+    wall_ms: float
+
+
+class ExplainingConnection:
+    """Stands in for the asyncpg connection: EXPLAINs each query, then runs it for real."""
+
+    def __init__(self, connection: asyncpg.Connection, *, analyze: bool = True) -> None:
+        self.connection = connection
+        self.analyze = analyze
+        self.explained: list[Explained] = []
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        options = "ANALYZE, BUFFERS, FORMAT JSON" if self.analyze else "FORMAT JSON"
+        raw = await self.connection.fetchval(f"EXPLAIN ({options}) {sql}", *args)
+        plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]
+        started = time.perf_counter()
+        rows: list[asyncpg.Record] = await self.connection.fetch(sql, *args)
+        wall_ms = (time.perf_counter() - started) * 1000
+        self.explained.append(Explained(sql, plan, wall_ms))
+        return rows
+
+
+def plan_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield node
+    for child in node.get("Plans", ()):
+        yield from plan_nodes(child)
+
+
+def seq_scans_on_products(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        node
+        for node in plan_nodes(plan["Plan"])
+        if node["Node Type"] == "Seq Scan" and node.get("Relation Name") == "products"
+    ]
+
+
+def indexes_used(plan: dict[str, Any]) -> list[str]:
+    names = [node["Index Name"] for node in plan_nodes(plan["Plan"]) if "Index Name" in node]
+    return list(dict.fromkeys(names))
+
+
+@dataclass
+class Shape:
+    label: str
+    filters: ProductFilters = field(default_factory=ProductFilters)
+    sort: str | None = None
+    cursor: str | None = None
+    second_page: bool = False  # list page 1, then EXPLAIN page 2 with its cursor
+
+
+async def list_page(
+    connection: Any, shape: Shape, limit: int = 20, cursor: str | None = None
+) -> dict[str, Any]:
+    body = await product_queries.list_products(
+        connection,
+        CODEC,
+        filters=shape.filters,
+        sort=shape.sort,
+        limit=limit,
+        cursor=cursor if cursor is not None else shape.cursor,
+    )
+    page: dict[str, Any] = json.loads(body)
+    return page
+
+
+async def explain_shape(connection: asyncpg.Connection, shape: Shape) -> Explained:
+    cursor = None
+    if shape.second_page:
+        cursor = (await list_page(connection, shape))["next_cursor"]
+        if cursor is None:
+            raise RuntimeError(f"{shape.label}: the first page is the last; no cursor to follow")
+    explaining = ExplainingConnection(connection)
+    await list_page(explaining, shape, cursor=cursor)
+    [explained] = explaining.explained
+    return explained
+
+
+async def deep_cursor(connection: asyncpg.Connection, sort: str, offset: int) -> str:
+    """The cursor a client holds after paging `offset` rows into `sort` (found with OFFSET)."""
+    column = sort.lstrip("-")
+    direction = "DESC" if sort.startswith("-") else "ASC"
+    row = await connection.fetchrow(
+        f"SELECT {column}, id FROM products WHERE deleted_at IS NULL "
+        f"ORDER BY {column} {direction}, id {direction} OFFSET $1 LIMIT 1",
+        offset,
+    )
+    if row is None:
+        raise RuntimeError(f"fewer than {offset} products")
+    value = row[0]
+    value = str(value) if isinstance(value, Decimal) else value
+    value = value.isoformat() if hasattr(value, "isoformat") else value
+    return CODEC.encode(sort, [value, row[1]])
+
+
+async def category_ids(connection: asyncpg.Connection) -> tuple[int, int]:
+    """A parent category with children, and a leaf: the busiest of each."""
+    parent = await connection.fetchval(
+        "SELECT c.id FROM categories c WHERE EXISTS "
+        "(SELECT 1 FROM categories k WHERE k.parent_id = c.id) ORDER BY c.id LIMIT 1"
+    )
+    leaf = await connection.fetchval(
+        "SELECT c.id FROM categories c WHERE NOT EXISTS "
+        "(SELECT 1 FROM categories k WHERE k.parent_id = c.id) ORDER BY c.id LIMIT 1"
+    )
+    if parent is None or leaf is None:
+        raise RuntimeError("the catalog has no category tree; seed it with `catalog seed`")
+    return parent, leaf
+
+
+async def all_shapes(connection: asyncpg.Connection, products: int) -> list[Shape]:
+    parent, leaf = await category_ids(connection)
+    sku = await connection.fetchval(
+        "SELECT sku FROM products ORDER BY id LIMIT 1 OFFSET $1", products // 2
+    )
+    deep = max(products // 2, 1)
+    shapes = [Shape("default sort (-created_at)")]
+    shapes += [Shape(f"sort={sort}", sort=sort) for sort in SORTS if sort != "-created_at"]
+    shapes += [Shape(f"sort={sort}, page 2", sort=sort, second_page=True) for sort in SORTS]
+    shapes += [
+        Shape(
+            f"sort={sort}, deep page (row {deep:,})",
+            sort=sort,
+            cursor=await deep_cursor(connection, sort, deep),
+        )
+        for sort in ("-created_at", "price", "name", "-id")
+    ]
+    f = ProductFilters
+    shapes += [
+        Shape("q=wireless headphones (ranked)", f(q="wireless headphones")),
+        Shape(
+            "q=wireless headphones, page 2 (ranked)", f(q="wireless headphones"), second_page=True
+        ),
+        Shape("q=steel (common word, ranked)", f(q="steel")),
+        Shape("q=steel, sort=price", f(q="steel"), sort="price"),
+        Shape(
+            "q=steel, sort=-created_at, page 2", f(q="steel"), sort="-created_at", second_page=True
+        ),
+        Shape(f"q={sku} (a SKU)", f(q=sku)),
+        Shape('q="bamboo lamp" -oak (websearch syntax)', f(q='"bamboo lamp" -oak')),
+        Shape("tag=eco", f(tags=["eco"])),
+        Shape("tag=eco&tag=gift", f(tags=["eco", "gift"])),
+        Shape("tag=eco, sort=price, page 2", f(tags=["eco"]), sort="price", second_page=True),
+        Shape("min_price=10&max_price=20", f(min_price=Decimal(10), max_price=Decimal(20))),
+        Shape(
+            "min_price=10&max_price=20, sort=price",
+            f(min_price=Decimal(10), max_price=Decimal(20)),
+            sort="price",
+        ),
+        Shape("min_price=5000 (rare), sort=-created_at", f(min_price=Decimal(5000))),
+        Shape("in_stock=true", f(in_stock=True)),
+        Shape("in_stock=false", f(in_stock=False)),
+        Shape("status=active", f(status="active")),
+        Shape("status=archived, sort=name", f(status="archived"), sort="name"),
+        Shape(f"category_id={parent} (with descendants)", f(category_id=parent)),
+        Shape(f"category_id={parent}, sort=price", f(category_id=parent), sort="price"),
+        Shape(f"category_id={leaf} (a leaf), page 2", f(category_id=leaf), second_page=True),
+        Shape(
+            f"q=steel, category_id={parent}, in_stock, status=active",
+            f(q="steel", category_id=parent, in_stock=True, status="active"),
+        ),
+    ]
+    return shapes
+
+
+async def run(connection: asyncpg.Connection, products: int) -> int:
+    shapes = await all_shapes(connection, products)
+    failures = 0
+    print(f"\n{'shape':<52}{'plan ms':>9}{'wall ms':>9}  indexes")
+    for shape in shapes:
+        explained = await explain_shape(connection, shape)
+        scans = seq_scans_on_products(explained.plan)
+        failures += bool(scans)
+        verdict = "  SEQ SCAN ON products" if scans else ""
+        print(
+            f"{shape.label[:51]:<52}{explained.plan['Execution Time']:>9.2f}"
+            f"{explained.wall_ms:>9.2f}  {', '.join(indexes_used(explained.plan))}{verdict}"
+        )
+        if scans:
+            # What the index path would cost: is an index missing, or is the scan the better plan?
+            async with connection.transaction():
+                await connection.execute("SET LOCAL enable_seqscan = off")
+                forced = await explain_shape(connection, shape)
+            print(
+                f"{'  ... with enable_seqscan = off':<52}{forced.plan['Execution Time']:>9.2f}"
+                f"{forced.wall_ms:>9.2f}  {', '.join(indexes_used(forced.plan))}"
+            )
+    print(f"\n{len(shapes)} shapes, {failures} with a sequential scan on products")
+    return failures
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    url = args.database_url
+    throwaway = url is None
+    if throwaway:
+        url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/catalog_explain_{uuid.uuid4().hex[:8]}"
+        await asyncio.to_thread(bootstrap.migrate, url)
+    try:
+        if throwaway:
+            started = time.perf_counter()
+            await seed_catalog(url, args.products)
+            admin = await asyncpg.connect(bootstrap.asyncpg_dsn(url))
+            try:
+                await admin.execute("VACUUM (ANALYZE) products", timeout=3600)
+            finally:
+                await admin.close()
+            print(f"seeded {args.products:,} products in {time.perf_counter() - started:.0f} s")
+        # The service's own engine: its connection settings are the ones the plans run under.
+        engine = build_engine(Settings(_env_file=None, database_url=url))  # type: ignore[call-arg]
+        try:
+            async with engine.connect() as connection:
+                raw = await connection.get_raw_connection()
+                driver = raw.driver_connection
+                assert isinstance(driver, asyncpg.Connection)
+                products = await driver.fetchval("SELECT count(*) FROM products")
+                print(f"{products:,} products in the catalog")
+                return await run(driver, products)
+        finally:
+            await engine.dispose()
+    finally:
+        if throwaway:
+            await bootstrap.drop_database(url)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--products", type=int, default=1_000_000)
+    parser.add_argument("--database-url", help="an existing, seeded catalog (left as it is)")
+    sys.exit(1 if asyncio.run(main_async(parser.parse_args())) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""Bulk import through the real HTTP API: a fresh import, the same file again, and an export.
+
+    .venv/bin/python -m bench.import_bench [--rows 100000]
+
+Needs PostgreSQL on 127.0.0.1:5432. It creates a throwaway database with the category tree,
+writes an NDJSON file of realistic products, serves the service with one uvicorn worker on
+127.0.0.1, and times `POST /products/import` of the file (all rows new), of the same file
+again (every row unchanged: nothing is written), and `GET /products/export`. Each step has a
+time limit; the server is stopped and the database dropped at the end, whatever happened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+from app.core.config import Settings
+from app.core.security import create_access_token, hash_password
+from app.db import bootstrap
+from app.services.seed import COLUMNS, _product, seed_catalog
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET = "bench-secret-key-0123456789-abcdefghijkl"
+TARGET_SECONDS = 10.0
+STEP_TIMEOUT = 300.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until_up(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up within {timeout:.0f}s")
+
+
+async def prepare_database(url: str) -> dict[str, int]:
+    """The category tree (seeded with no products) and an editor; returns category ids."""
+    await seed_catalog(url, 0)
+    connection = await asyncpg.connect(bootstrap.asyncpg_dsn(url))
+    try:
+        await connection.execute(
+            "INSERT INTO users (email, password_hash, role) VALUES ($1, $2, 'editor')",
+            "bench-editor@example.com",
+            hash_password("bench-password"),
+        )
+        rows = await connection.fetch("SELECT name, id FROM categories WHERE parent_id IS NOT NULL")
+        return {row["name"]: row["id"] for row in rows}
+    finally:
+        await connection.close()
+
+
+def write_ndjson(path: Path, rows: int, categories: dict[str, int]) -> None:
+    """Products shaped like `catalog seed` makes them, as the API takes them."""
+    rng = random.Random(7)
+    names = sorted(categories)
+    now = datetime.now(UTC)
+    with path.open("w") as file:
+        for number in range(1, rows + 1):
+            category = rng.choice(names)
+            values = dict(
+                zip(
+                    COLUMNS, _product(rng, number, category, categories[category], now), strict=True
+                )
+            )
+            row: dict[str, Any] = {
+                key: values[key] for key in COLUMNS if key not in ("created_at", "updated_at")
+            }
+            row["sku"] = f"IMP-{number:08d}"
+            row["price"] = str(values["price"])
+            row["attributes"] = json.loads(values["attributes"])
+            file.write(json.dumps(row) + "\n")
+
+
+def file_chunks(path: Path, size: int = 1024 * 1024) -> Iterator[bytes]:
+    with path.open("rb") as file:
+        while chunk := file.read(size):
+            yield chunk
+
+
+def timed_import(base: str, token: str, path: Path) -> tuple[float, dict[str, Any]]:
+    started = time.perf_counter()
+    response = httpx.post(
+        f"{base}/products/import",
+        content=file_chunks(path),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"},
+        timeout=STEP_TIMEOUT,
+    )
+    elapsed = time.perf_counter() - started
+    if response.status_code != 200:
+        raise RuntimeError(f"import answered {response.status_code}: {response.text[:500]}")
+    return elapsed, response.json()
+
+
+def timed_export(base: str, token: str) -> tuple[float, int, int]:
+    started = time.perf_counter()
+    lines = size = 0
+    with httpx.stream(
+        "GET",
+        f"{base}/products/export",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=STEP_TIMEOUT,
+    ) as response:
+        response.raise_for_status()
+        for chunk in response.iter_bytes():
+            lines += chunk.count(b"\n")
+            size += len(chunk)
+    return time.perf_counter() - started, lines, size
+
+
+def report_line(label: str, rows: int, seconds: float, detail: str) -> str:
+    verdict = "ok" if seconds < TARGET_SECONDS else f"OVER the {TARGET_SECONDS:.0f} s target"
+    return f"{label:<22}{seconds:>8.2f} s{rows / seconds:>12,.0f} rows/s   {detail}   [{verdict}]"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    args = parser.parse_args()
+
+    name = f"catalog_bench_{uuid.uuid4().hex[:8]}"
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    workdir = Path(tempfile.mkdtemp(prefix="import_bench_"))
+    process: subprocess.Popen[bytes] | None = None
+    try:
+        bootstrap.migrate(url)
+        categories = asyncio.run(prepare_database(url))
+        path = workdir / "products.ndjson"
+        started = time.perf_counter()
+        write_ndjson(path, args.rows, categories)
+        print(
+            f"wrote {args.rows:,} rows, {path.stat().st_size / 2**20:.1f} MiB of NDJSON "
+            f"in {time.perf_counter() - started:.1f} s"
+        )
+        settings = Settings(_env_file=None, database_url=url, secret_key=SECRET)  # type: ignore[call-arg]
+        token, _ = create_access_token(settings, user_id=1, role="editor")
+        port = free_port()
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "DATABASE_URL": url,
+            "SECRET_KEY": SECRET,
+            "PORT": str(port),
+            "HOST": "127.0.0.1",
+            "WORKERS": "1",
+            "LOG_LEVEL": "WARNING",
+        }
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "catalog"), "serve"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        base = f"http://127.0.0.1:{port}"
+        wait_until_up(f"{base}/health")
+
+        first_seconds, first = timed_import(base, token, path)
+        assert (first["created"], first["failed"]) == (args.rows, 0), first
+        again_seconds, again = timed_import(base, token, path)
+        assert (again["unchanged"], again["updated"], again["failed"]) == (args.rows, 0, 0), again
+        export_seconds, exported, size = timed_export(base, token)
+        assert exported == args.rows, exported
+
+        print(f"\none uvicorn worker, PostgreSQL on 127.0.0.1, {os.cpu_count()} CPUs\n")
+        print(report_line("import (all new)", args.rows, first_seconds, "created all"))
+        print(report_line("import again (same)", args.rows, again_seconds, "unchanged all"))
+        print(
+            f"{'export (NDJSON)':<22}{export_seconds:>8.2f} s"
+            f"{exported / export_seconds:>12,.0f} rows/s   {size / 2**20:.1f} MiB"
+        )
+    finally:
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        for file in workdir.iterdir():
+            file.unlink()
+        workdir.rmdir()
+        asyncio.run(bootstrap.drop_database(url))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,288 @@
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.cli import main
+from app.core.config import get_settings
+from app.core.errors import Conflict, ImportFileInvalid
+from app.services import importer
+from app.services.exporter import csv_tags
+from app.services.importer import CsvRows, ImportFormat, NdjsonRows
+from tests.factories import product_data
+
+
+async def chunks_of(*chunks: bytes) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
+async def all_lines(*chunks: bytes) -> list[bytes]:
+    return [line async for batch in importer._lines(chunks_of(*chunks)) for line in batch]
+
+
+def parse(rows: NdjsonRows | CsvRows, lines: Iterable[bytes]) -> list[tuple[int, Any]]:
+    return [*rows.feed(lines), *rows.finish()]
+
+
+class TestLines:
+    async def test_lines_are_rejoined_across_chunks(self) -> None:
+        assert await all_lines(b"ab", b"c\r\nd", b"e\n", b"", b"f") == [b"abc\r\n", b"de\n", b"f"]
+
+    async def test_a_line_longer_than_the_limit_rejects_the_file(self) -> None:
+        chunk = b"x" * (importer.MAX_RECORD_BYTES // 2 + 1)
+        with pytest.raises(ImportFileInvalid):
+            await all_lines(chunk, chunk, b"\n")
+
+
+class TestNdjsonRows:
+    def test_numbers_with_a_fraction_are_exact_decimals_like_the_api(self) -> None:
+        [(line, row)] = parse(
+            NdjsonRows(), [b'\xef\xbb\xbf{"price": 0.1, "attributes": {"w": 1.0}}']
+        )
+        assert line == 1
+        assert row == {"price": Decimal("0.1"), "attributes": {"w": Decimal("1.0")}}
+
+    def test_blank_lines_count_but_yield_nothing(self) -> None:
+        rows = parse(NdjsonRows(), [b"\n", b"  \r\n", b'{"a": 1}\n', b"nope\n", b"\xff\n"])
+        assert [line for line, _ in rows] == [3, 4, 5]
+        assert rows[1][1].startswith("not valid JSON")
+        assert rows[2][1] == "the line is not valid UTF-8"
+
+    def test_huge_integers_fall_back_to_the_exact_parser(self) -> None:
+        [(_, row)] = parse(NdjsonRows(), [b'{"stock": ' + b"9" * 50 + b"}"])
+        assert row["stock"] == Decimal("9" * 50)
+
+
+class TestCsvRows:
+    HEADER = b"id,sku,name,price,currency,tags,attributes,stock\r\n"
+
+    def test_a_quoted_newline_keeps_the_record_whole_and_its_first_line(self) -> None:
+        lines = [
+            self.HEADER,
+            b'1,A-1,"multi\r\n',
+            b'line ""name""",1.00,EUR,a|b,"{""k"": 0.5}",\r\n',
+            b"2,A-2,n,2,EUR,,,\r\n",
+        ]
+        rows = parse(CsvRows(), lines)
+        assert rows == [
+            (
+                2,
+                {
+                    "sku": "A-1",
+                    "name": 'multi\r\nline "name"',
+                    "price": "1.00",
+                    "currency": "EUR",
+                    "tags": ["a", "b"],
+                    "attributes": {"k": Decimal("0.5")},
+                },
+            ),
+            (
+                4,
+                {
+                    "sku": "A-2",
+                    "name": "n",
+                    "price": "2",
+                    "currency": "EUR",
+                    "tags": [],
+                    "attributes": {},
+                },
+            ),
+        ]
+
+    def test_a_stray_quote_in_an_unquoted_field_is_text_as_for_the_csv_module(self) -> None:
+        lines = [self.HEADER, b'1,A-1,12" pizza,1,EUR,,,\r\n', b"2,A-2,n,2,EUR,,,\r\n"]
+        rows = parse(CsvRows(), lines)
+        assert [(line, row["name"]) for line, row in rows] == [(2, '12" pizza'), (3, "n")]
+
+    @pytest.mark.parametrize(
+        ("line", "quoted", "expected"),
+        [
+            (b"a,b,c\r\n", False, False),
+            (b'a,"b\r\n', False, True),
+            (b'a,"b""\r\n', False, True),
+            (b'a,"b""",c\r\n', False, False),
+            (b'end"",x\r\n', True, True),
+            (b'end",x\r\n', True, False),
+            (b'""\r\n', True, True),
+            (b'a,b"c,"d\r\n', False, True),
+        ],
+    )
+    def test_quoted_state_at_the_end_of_a_line(
+        self, line: bytes, quoted: bool, expected: bool
+    ) -> None:
+        assert importer._ends_quoted(line, quoted) is expected
+
+    def test_an_unclosed_quote_is_reported_at_its_line(self) -> None:
+        rows = parse(CsvRows(), [self.HEADER, b'1,A-1,"never closed,1,EUR,,,\r\n', b"more\r\n"])
+        assert rows == [(2, "malformed CSV: a quoted field is never closed")]
+
+    @pytest.mark.parametrize(
+        ("header", "message"),
+        [
+            (b"sku,name,price,currency,color\r\n", "Unknown CSV column(s): color"),
+            (b"sku,name,price\r\n", "Missing CSV column(s): currency"),
+            (b"sku,sku,name,price,currency\r\n", "A CSV column appears twice in the header"),
+        ],
+    )
+    def test_a_bad_header_rejects_the_file(self, header: bytes, message: str) -> None:
+        with pytest.raises(ImportFileInvalid) as raised:
+            parse(CsvRows(), [header])
+        assert raised.value.detail == message
+
+    @pytest.mark.parametrize(
+        "tags", [[], ["a"], ["a", "b"], ["a|b"], ["[x"], ["[", "y"], ["x", "[y"], ['q"uote']]
+    )
+    def test_tags_written_by_the_exporter_read_back_the_same(self, tags: list[str]) -> None:
+        assert importer._csv_tags(csv_tags(tags)) == tags
+
+
+def ndjson_of(*rows: dict[str, Any]) -> bytes:
+    return "".join(json.dumps(row) + "\n" for row in rows).encode()
+
+
+def count_products(session: AsyncSession) -> Any:
+    return session.execute(text("SELECT count(*) FROM products"))
+
+
+@pytest.mark.usefixtures("users")
+class TestImportProducts:
+    async def test_runs_in_the_callers_transaction(self, app: Any) -> None:
+        body = "".join(json.dumps(product_data()) + "\n" for _ in range(3)).encode()
+        async with app.state.sessionmaker() as session:
+            report = await importer.import_products(session, chunks_of(body), ImportFormat.ndjson)
+            assert report.created == 3
+            assert (await count_products(session)).scalar() == 3
+            # A second import in the same transaction gets a fresh staging table.
+            again = await importer.import_products(session, chunks_of(body), ImportFormat.ndjson)
+            assert (again.created, again.unchanged) == (0, 3)
+            await session.rollback()
+        async with app.state.sessionmaker() as session:
+            assert (await count_products(session)).scalar() == 0
+
+    async def test_a_crash_mid_stream_leaves_the_catalog_as_it_was(self, app: Any) -> None:
+        async def crashing() -> AsyncIterator[bytes]:
+            rows = [product_data() for _ in range(importer.COPY_BATCH_ROWS + 1)]
+            yield "".join(json.dumps(row) + "\n" for row in rows).encode()
+            raise RuntimeError("killed")
+
+        with pytest.raises(RuntimeError, match="killed"):
+            async with app.state.sessionmaker() as session, session.begin():
+                await importer.import_products(session, crashing(), ImportFormat.ndjson)
+        async with app.state.sessionmaker() as session:
+            assert (await count_products(session)).scalar() == 0
+
+    async def test_batches_add_up_and_a_later_crash_undoes_the_applied_ones(
+        self, app: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(importer, "COPY_BATCH_ROWS", 3)
+        async with app.state.sessionmaker() as session, session.begin():
+            existing = "".join(json.dumps(product_data(sku=f"B-{n}")) + "\n" for n in range(4))
+            await importer.import_products(
+                session, chunks_of(existing.encode()), ImportFormat.ndjson
+            )
+        rows = [
+            product_data(sku="B-0"),  # changed: a new name below
+            product_data(sku="B-1", category_id=999),
+            product_data(sku="B-new-1"),
+            product_data(sku="B-new-2", category_id=998),
+            product_data(sku="b-new-1"),  # a SKU seen on line 3, two batches back
+            product_data(sku="B-new-3"),
+            product_data(sku="B-new-4", price="x"),
+        ]
+        rows[0]["name"] = "renamed"
+        body = "".join(json.dumps(row) + "\n" for row in rows).encode()
+        async with app.state.sessionmaker() as session, session.begin():
+            report = await importer.import_products(session, chunks_of(body), ImportFormat.ndjson)
+        assert (report.created, report.updated, report.unchanged, report.failed) == (2, 1, 0, 4)
+        assert [error.line for error in report.errors] == [2, 4, 5, 7]
+
+        async def crashing() -> AsyncIterator[bytes]:
+            for _ in range(3):  # three batches of three, each applied before the next
+                yield "".join(json.dumps(product_data()) + "\n" for _ in range(3)).encode()
+            raise RuntimeError("killed after three batches were applied")
+
+        with pytest.raises(RuntimeError, match="killed"):
+            async with app.state.sessionmaker() as session, session.begin():
+                await importer.import_products(session, crashing(), ImportFormat.ndjson)
+        async with app.state.sessionmaker() as session:
+            assert (await count_products(session)).scalar() == 6
+
+    async def test_a_deadlock_between_two_imports_is_a_conflict_for_one(
+        self, app: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(importer, "COPY_BATCH_ROWS", 1)
+        x, y = product_data(sku="LOCK-X"), product_data(sku="LOCK-Y")
+
+        def body(*rows: dict[str, Any]) -> AsyncIterator[bytes]:
+            return chunks_of(*[(json.dumps({**row, "stock": 99}) + "\n").encode() for row in rows])
+
+        async with app.state.sessionmaker() as session, session.begin():
+            await importer.import_products(session, chunks_of(ndjson_of(x, y)), ImportFormat.ndjson)
+        sessionmaker = app.state.sessionmaker
+        async with sessionmaker() as first, sessionmaker() as second:
+            await importer.import_products(first, body(x), ImportFormat.ndjson)  # holds X
+            pid = await (await importer.driver_connection(second)).fetchval(
+                "SELECT pg_backend_pid()"
+            )
+            # The second locks Y, then waits for X ...
+            second_import = asyncio.create_task(
+                importer.import_products(second, body(y, x), ImportFormat.ndjson)
+            )
+            async with app.state.engine.connect() as watcher:
+                while not (
+                    await watcher.execute(
+                        text(
+                            "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :pid"
+                        ),
+                        {"pid": pid},
+                    )
+                ).scalar():
+                    await asyncio.sleep(0.02)
+            # ... while the first now wants Y: a cycle, which PostgreSQL breaks.
+            outcomes = await asyncio.gather(
+                importer.import_products(first, body(y), ImportFormat.ndjson),
+                second_import,
+                return_exceptions=True,
+            )
+        conflicts = [o for o in outcomes if isinstance(o, Conflict)]
+        assert len(conflicts) == 1, outcomes
+        assert sum(isinstance(o, importer.ImportReport) for o in outcomes) == 1
+
+    async def test_committed_by_the_caller(self, app: Any) -> None:
+        body = b"sku,name,price,currency\r\nX-1,One,1,eur\r\nX-2,Two,2,usd\r\n"
+        async with app.state.sessionmaker() as session, session.begin():
+            report = await importer.import_products(session, chunks_of(body), ImportFormat.csv)
+        assert (report.created, report.failed) == (2, 0)
+        async with app.state.sessionmaker() as session:
+            rows = await session.execute(text("SELECT sku, currency FROM products ORDER BY id"))
+            assert rows.all() == [("X-1", "EUR"), ("X-2", "USD")]
+
+
+@pytest.mark.usefixtures("users")
+class TestCliImport:
+    def test_prints_the_report_and_exits_1_when_rows_failed(
+        self, database_url: str, tmp_path: Path
+    ) -> None:
+        file = tmp_path / "products.csv"
+        file.write_text("sku,name,price,currency\nCLI-1,One,1.50,eur\nCLI-2,,1,eur\n")
+        get_settings.cache_clear()
+        try:
+            result = CliRunner().invoke(
+                main, ["import", str(file)], env={"DATABASE_URL": database_url}
+            )
+        finally:
+            get_settings.cache_clear()
+        assert result.exit_code == 1, result.output
+        report = json.loads(result.output.strip().splitlines()[-1])
+        assert (report["created"], report["failed"]) == (1, 1)
+        assert report["errors"][0]["line"] == 3
