@@ -22,11 +22,13 @@ from app.api.problems import install_problem_handlers
 from app.api.router import api_router
 from app.core.config import Settings, get_settings
 from app.core.logging import configure_logging, get_logger
+from app.core.security import AccessTokenVerifier
 from app.db.engine import build_engine, build_sessionmaker
 from app.services.idempotency import purge_periodically
 from app.services.login_throttle import LoginThrottle
 from app.services.pagination import CursorCodec
 from app.services.principals import PrincipalCache
+from app.services.product_queries import ProductQueries
 from app.services.users import ensure_first_admin
 
 log = get_logger("app")
@@ -41,6 +43,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.engine = engine
     app.state.sessionmaker = build_sessionmaker(engine)
     app.state.principals = PrincipalCache(engine)
+    app.state.product_queries = ProductQueries(engine, app.state.cursor_codec)
     watch_pool(app)
     app.state.redis = (
         redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
@@ -75,33 +78,38 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     middleware = [
         Middleware(RequestContextMiddleware),
         Middleware(SecurityHeadersMiddleware, hsts=settings.is_production),
-        Middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_credentials=bool(settings.cors_origins),
-            allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
-            allow_headers=[
-                "Authorization",
-                "Content-Type",
-                "If-Match",
-                "If-None-Match",
-                "Idempotency-Key",
-                "X-Request-ID",
-            ],
-            expose_headers=[
-                "ETag",
-                "Location",
-                "X-Request-ID",
-                "Retry-After",
-                "Idempotent-Replayed",
-            ],
-        ),
+    ]
+    if settings.cors_origins:  # with no origin allowed, CORS would only cost time per request
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_credentials=True,
+                allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
+                allow_headers=[
+                    "Authorization",
+                    "Content-Type",
+                    "If-Match",
+                    "If-None-Match",
+                    "Idempotency-Key",
+                    "X-Request-ID",
+                ],
+                expose_headers=[
+                    "ETag",
+                    "Location",
+                    "X-Request-ID",
+                    "Retry-After",
+                    "Idempotent-Replayed",
+                ],
+            )
+        )
+    middleware.append(
         Middleware(
             BodyLimitMiddleware,
             default_limit=settings.max_body_bytes,
             limits_by_path={IMPORT_PATH: settings.max_import_bytes},
-        ),
-    ]
+        )
+    )
     app = FastAPI(
         title="Catalog service",
         version="0.1.0",
@@ -113,6 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.cursor_codec = CursorCodec(settings.secret_key.get_secret_value())
+    app.state.token_verifier = AccessTokenVerifier(settings)
     install_problem_handlers(app)
     install_docs(app)
     app.include_router(api_router)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-import asyncpg
 import structlog
 from fastapi import Depends, Path, Request
 from fastapi.security import OAuth2PasswordBearer
@@ -13,10 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
 from app.core.errors import Forbidden, Unauthorized, UnsupportedMediaType
-from app.core.security import Role, decode_access_token
-from app.db.session import get_read_connection, get_session
+from app.core.security import AccessTokenVerifier, Role
+from app.db.session import get_session
 from app.schemas.base import MAX_BIGINT
 from app.services.principals import Principal, PrincipalCache
+from app.services.product_queries import ProductQueries
 
 
 # Dependencies are `async def` even when they do not await: FastAPI runs plain `def`
@@ -26,6 +26,11 @@ async def get_app_settings(request: Request) -> Settings:
     return settings
 
 
+async def get_product_queries(request: Request) -> ProductQueries:
+    queries: ProductQueries = request.app.state.product_queries
+    return queries
+
+
 async def get_principals(request: Request) -> PrincipalCache:
     principals: PrincipalCache = request.app.state.principals
     return principals
@@ -33,21 +38,20 @@ async def get_principals(request: Request) -> PrincipalCache:
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
-ReadConnection = Annotated[asyncpg.Connection, Depends(get_read_connection, scope="function")]
+ProductQueriesDep = Annotated[ProductQueries, Depends(get_product_queries)]
 PrincipalsDep = Annotated[PrincipalCache, Depends(get_principals)]
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
 
 
 async def get_current_user(
-    request: Request,
-    settings: SettingsDep,
-    principals: PrincipalsDep,
-    token: Annotated[str | None, Depends(oauth2_scheme)],
+    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> Principal:
     if not token:
         raise Unauthorized("A bearer token is required")
-    claims = decode_access_token(settings, token)
+    verifier: AccessTokenVerifier = request.app.state.token_verifier
+    claims = verifier.verify(token)
+    principals: PrincipalCache = request.app.state.principals
     principal = await principals.get(claims.user_id)
     if principal is None:
         raise Unauthorized("The token's user is unknown or deactivated")
@@ -68,15 +72,12 @@ def require_role(minimum: Role) -> Callable[..., Awaitable[Principal]]:
 
 
 async def get_reader(
-    request: Request,
-    settings: SettingsDep,
-    principals: PrincipalsDep,
-    token: Annotated[str | None, Depends(oauth2_scheme)],
+    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> Principal | None:
     """Callers of product and category reads: anyone when PUBLIC_READ is on, else a token."""
-    if settings.public_read and not token:
+    if request.app.state.settings.public_read and not token:
         return None
-    return await get_current_user(request, settings, principals, token)
+    return await get_current_user(request, token)
 
 
 async def require_json(request: Request) -> None:

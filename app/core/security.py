@@ -116,3 +116,29 @@ def decode_access_token(settings: Settings, token: str) -> AccessClaims:
         )
     except (JWTError, KeyError, ValueError, TypeError) as exc:
         raise Unauthorized("Invalid or expired access token") from exc
+
+
+class AccessTokenVerifier:
+    """`decode_access_token` with a cache of tokens already verified.
+
+    A client sends the same token on every request until it expires; checking its HMAC and
+    parsing its JSON again each time is a measurable share of a hot read. A cached token is
+    still refused once past its `exp`. One verifier per app, so per secret and audience.
+    """
+
+    def __init__(self, settings: Settings, max_entries: int = 4096) -> None:
+        self.settings = settings
+        self.max_entries = max_entries
+        self._verified: dict[str, AccessClaims] = {}
+
+    def verify(self, token: str) -> AccessClaims:
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = decode_access_token(self.settings, token)
+            if len(self._verified) >= self.max_entries:
+                self._verified.clear()
+            self._verified[token] = claims
+        if claims.expires_at <= datetime.now(UTC):
+            self._verified.pop(token, None)
+            raise Unauthorized("Invalid or expired access token")
+        return claims

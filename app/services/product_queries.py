@@ -14,8 +14,10 @@ from typing import Any, Literal
 
 import asyncpg
 import orjson
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.errors import ProductNotFound, Unprocessable
+from app.db.session import read_connection
 from app.services.pagination import CursorCodec
 
 # Same shape and formats as ProductRead: price as a string, timestamps RFC 3339 with
@@ -179,3 +181,23 @@ def _cursor_key(values: list[Any], cast: str) -> tuple[Any, int]:
         return _FROM_CURSOR[cast](raw_value), last_id
     except (TypeError, ValueError, ArithmeticError):
         raise Unprocessable("The cursor is invalid", loc=["query", "cursor"]) from None
+
+
+class ProductQueries:
+    """The read path as one object per app: opens a pooled connection per call."""
+
+    def __init__(self, engine: AsyncEngine, codec: CursorCodec) -> None:
+        self.engine = engine
+        self.codec = codec
+
+    async def get(self, product_id: int) -> ProductRow:
+        async with read_connection(self.engine) as connection:
+            return await get_product(connection, product_id)
+
+    async def page(
+        self, *, filters: ProductFilters, sort: str | None, limit: int, cursor: str | None
+    ) -> bytes:
+        async with read_connection(self.engine) as connection:
+            return await list_products(
+                connection, self.codec, filters=filters, sort=sort, limit=limit, cursor=cursor
+            )

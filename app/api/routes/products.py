@@ -4,15 +4,14 @@ from typing import Annotated
 
 from fastapi import Header, Query, Request, Response, status
 
-from app.api.deps import Editor, JsonBody, ProductId, ReadConnection, Reader, SessionDep
+from app.api.deps import Editor, JsonBody, ProductId, ProductQueriesDep, Reader, SessionDep
 from app.api.etag import etag, if_match_version, none_match
 from app.api.idempotency import IdempotencyKey, idempotent
 from app.api.routing import api_router, problem_responses
 from app.schemas.base import Page
 from app.schemas.listing import ProductListParams
 from app.schemas.product import ProductCreate, ProductRead, ProductUpdate
-from app.services import product_queries
-from app.services.pagination import CursorCodec
+from app.services.product_queries import ProductFilters
 from app.services.products import ProductService
 
 router = api_router(prefix="/products", tags=["products"])
@@ -29,16 +28,12 @@ def _service(session: SessionDep, request: Request) -> ProductService:
 @router.get("", response_model=Page[ProductRead], responses=problem_responses())
 async def list_products(
     _: Reader,
-    connection: ReadConnection,
+    queries: ProductQueriesDep,
     params: Annotated[ProductListParams, Query()],
-    request: Request,
 ) -> Response:
     """List products: filter, search, sort, and page with an opaque cursor."""
-    codec: CursorCodec = request.app.state.cursor_codec
-    body = await product_queries.list_products(
-        connection,
-        codec,
-        filters=product_queries.ProductFilters(
+    body = await queries.page(
+        filters=ProductFilters(
             q=params.q,
             category_id=params.category_id,
             status=params.status.value if params.status else None,
@@ -58,11 +53,11 @@ async def list_products(
 async def get_product(
     product_id: ProductId,
     _: Reader,
-    connection: ReadConnection,
+    queries: ProductQueriesDep,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
     """Get one product; `If-None-Match` with its ETag answers 304."""
-    row = await product_queries.get_product(connection, product_id)
+    row = await queries.get(product_id)
     headers = {"ETag": etag(row.version)}
     if none_match(if_none_match, row.version):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
