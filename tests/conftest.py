@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import text
 
 from app.core.config import Environment, Settings
@@ -110,6 +111,21 @@ async def app(settings: Settings) -> AsyncIterator[object]:
             settings, application.state.redis, key_prefix=f"test-{uuid.uuid4().hex[:8]}"
         )
         yield application
+
+
+@pytest.fixture
+async def isolated_throttle(app: FastAPI) -> AsyncIterator[LoginThrottle]:
+    """Login-failure counters of this test only."""
+    original = app.state.login_throttle
+    throttle = LoginThrottle.from_settings(
+        app.state.settings, app.state.redis, key_prefix=f"test-login-{uuid.uuid4().hex}"
+    )
+    app.state.login_throttle = throttle
+    try:
+        yield throttle
+    finally:
+        app.state.login_throttle = original
+        await throttle.reset()
 
 
 @pytest.fixture(scope="session")

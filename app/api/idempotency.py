@@ -20,7 +20,7 @@ from typing import Annotated
 from fastapi import Header, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api.problems import problem_response
+from app.api.problems import domain_problem
 from app.core.errors import DomainError, PreconditionRequired
 from app.services.idempotency import IdempotencyService, StoredResponse, fingerprint
 from app.services.principals import Principal
@@ -43,18 +43,6 @@ IdempotencyKey = Annotated[
         "key and body replays the first response",
     ),
 ]
-
-
-def _problem(request: Request, error: DomainError) -> Response:
-    return problem_response(
-        request,
-        error.status,
-        error.detail,
-        title=error.title,
-        type_slug=error.type_slug,
-        errors=getattr(error, "errors", None),
-        headers=error.headers or None,
-    )
 
 
 def _replay(stored: StoredResponse) -> Response:
@@ -91,7 +79,7 @@ async def idempotent(
     except DomainError as error:
         if error.status >= 500 or isinstance(error, _NOT_AN_OUTCOME):
             raise
-        response = _problem(request, error)
+        response = domain_problem(request, error)
     await service.record(
         user_id=user.id,
         key=key,

@@ -77,17 +77,21 @@ def problem_response(
     return Response(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
-async def _domain_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, DomainError)
+def domain_problem(request: Request, error: DomainError) -> Response:
     return problem_response(
         request,
-        exc.status,
-        exc.detail,
-        title=exc.title,
-        type_slug=exc.type_slug,
-        errors=getattr(exc, "errors", None),
-        headers=exc.headers or None,
+        error.status,
+        error.detail,
+        title=error.title,
+        type_slug=error.type_slug,
+        errors=getattr(error, "errors", None),
+        headers=error.headers or None,
     )
+
+
+async def _domain_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DomainError)
+    return domain_problem(request, exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -24,22 +24,7 @@ from app.services import auth as auth_service
 from app.services.login_throttle import LoginThrottle
 from tests.conftest import PASSWORD, Users, make_settings
 
-pytestmark = pytest.mark.usefixtures("users")
-
-
-@pytest.fixture(autouse=True)
-async def isolated_throttle(app: FastAPI) -> AsyncIterator[LoginThrottle]:
-    """Counters of this test only: other runs may share the Redis database."""
-    original = app.state.login_throttle
-    throttle = LoginThrottle.from_settings(
-        app.state.settings, app.state.redis, key_prefix=f"test-login-{uuid.uuid4().hex}"
-    )
-    app.state.login_throttle = throttle
-    try:
-        yield throttle
-    finally:
-        app.state.login_throttle = original
-        await throttle.reset()
+pytestmark = pytest.mark.usefixtures("users", "isolated_throttle")
 
 
 async def login(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> httpx.Response:

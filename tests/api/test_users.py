@@ -3,8 +3,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,27 +12,11 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from app.core.config import Settings
-from app.services.login_throttle import LoginThrottle
 from tests.conftest import PASSWORD, Users
 
-pytestmark = pytest.mark.usefixtures("users")
+pytestmark = pytest.mark.usefixtures("users", "isolated_throttle")
 
 CATALOG = Path(sys.executable).parent / "catalog"
-
-
-@pytest.fixture(autouse=True)
-async def isolated_throttle(app: FastAPI) -> AsyncIterator[LoginThrottle]:
-    """Counters of this test only: other runs may share the Redis database."""
-    original = app.state.login_throttle
-    throttle = LoginThrottle.from_settings(
-        app.state.settings, app.state.redis, key_prefix=f"test-login-{uuid.uuid4().hex}"
-    )
-    app.state.login_throttle = throttle
-    try:
-        yield throttle
-    finally:
-        app.state.login_throttle = original
-        await throttle.reset()
 
 
 async def login(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> httpx.Response:

@@ -8,8 +8,7 @@ import logging
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,27 +18,11 @@ import structlog
 from fastapi import FastAPI
 
 from app.core.config import Settings
-from app.services.login_throttle import LoginThrottle
 from tests.conftest import Users, bearer
 
-pytestmark = pytest.mark.usefixtures("users")
+pytestmark = pytest.mark.usefixtures("users", "isolated_throttle")
 
 CATALOG = Path(sys.executable).parent / "catalog"
-
-
-@pytest.fixture(autouse=True)
-async def isolated_throttle(app: FastAPI) -> AsyncIterator[LoginThrottle]:
-    """Counters of this test only: other runs may share the Redis database."""
-    original = app.state.login_throttle
-    throttle = LoginThrottle.from_settings(
-        app.state.settings, app.state.redis, key_prefix=f"test-login-{uuid.uuid4().hex}"
-    )
-    app.state.login_throttle = throttle
-    try:
-        yield throttle
-    finally:
-        app.state.login_throttle = original
-        await throttle.reset()
 
 
 @pytest.fixture

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,26 +18,10 @@ from sqlalchemy import text
 
 from app.core.config import Settings
 from app.core.security import create_access_token
-from app.services.login_throttle import LoginThrottle
 from tests.conftest import PASSWORD, TEST_SECRET, Users, bearer
 from tests.factories import category_data, product_data
 
-pytestmark = pytest.mark.usefixtures("users")
-
-
-@pytest.fixture(autouse=True)
-async def isolated_throttle(app: FastAPI) -> AsyncIterator[LoginThrottle]:
-    """Counters of this test only: other runs may share the Redis database."""
-    original = app.state.login_throttle
-    throttle = LoginThrottle.from_settings(
-        app.state.settings, app.state.redis, key_prefix=f"test-login-{uuid.uuid4().hex}"
-    )
-    app.state.login_throttle = throttle
-    try:
-        yield throttle
-    finally:
-        app.state.login_throttle = original
-        await throttle.reset()
+pytestmark = pytest.mark.usefixtures("users", "isolated_throttle")
 
 
 def b64(data: bytes) -> str:
