@@ -17,6 +17,7 @@ from enum import StrEnum
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.schemas.product import WRITABLE_COLUMNS
 from app.services.product_queries import PRODUCT_JSON
 
 BATCH_ROWS = 1_000
@@ -28,22 +29,7 @@ class ExportFormat(StrEnum):
 
 
 MEDIA_TYPES = {ExportFormat.ndjson: "application/x-ndjson", ExportFormat.csv: "text/csv"}
-CSV_COLUMNS = (
-    "id",
-    "sku",
-    "name",
-    "description",
-    "price",
-    "currency",
-    "stock",
-    "status",
-    "category_id",
-    "tags",
-    "attributes",
-    "version",
-    "created_at",
-    "updated_at",
-)
+CSV_COLUMNS = ("id", *WRITABLE_COLUMNS, "version", "created_at", "updated_at")
 _RFC3339 = '\'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\''
 NDJSON_QUERY = f"SELECT {PRODUCT_JSON} FROM products p WHERE p.deleted_at IS NULL ORDER BY p.id"
 CSV_QUERY = f"""

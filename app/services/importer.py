@@ -44,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Conflict, ImportFileInvalid, Unprocessable
 from app.core.metrics import IMPORT_ROWS
-from app.schemas.product import ProductCreate
+from app.schemas.product import WRITABLE_COLUMNS, ProductCreate
 
 READ_ONLY_FIELDS = frozenset({"id", "version", "created_at", "updated_at"})
 MAX_LISTED_ERRORS = 100
@@ -329,19 +329,7 @@ def _to_record(line: int, fields: dict[str, Any]) -> tuple[Any, ...] | str:
 
 # --- applying rows ----------------------------------------------------------------------------
 
-STAGE_COLUMNS = (
-    "line",
-    "sku",
-    "name",
-    "description",
-    "price",
-    "currency",
-    "stock",
-    "status",
-    "category_id",
-    "tags",
-    "attributes",
-)
+STAGE_COLUMNS = ("line", *WRITABLE_COLUMNS)
 PRODUCT_COLUMNS = STAGE_COLUMNS[1:]
 STAGE_TABLE = "import_rows"
 CREATE_STAGE = f"""

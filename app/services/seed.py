@@ -13,6 +13,7 @@ from decimal import Decimal
 import asyncpg
 
 from app.db.bootstrap import asyncpg_dsn
+from app.schemas.product import WRITABLE_COLUMNS
 
 CATEGORY_TREE: dict[str, list[str]] = {
     "Electronics": ["Phones", "Laptops", "Audio", "Cameras", "Accessories"],
@@ -122,20 +123,7 @@ SENTENCES = [
     "Available in several colours; this one is {color}.",
 ]
 BATCH = 10_000
-COLUMNS = (
-    "sku",
-    "name",
-    "description",
-    "price",
-    "currency",
-    "stock",
-    "status",
-    "category_id",
-    "tags",
-    "attributes",
-    "created_at",
-    "updated_at",
-)
+COLUMNS = (*WRITABLE_COLUMNS, "created_at", "updated_at")
 
 
 async def _ensure_categories(connection: asyncpg.Connection) -> dict[str, int]:
