@@ -17,7 +17,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,9 +31,10 @@ import asyncpg
 import httpx
 
 from app.core.config import Settings
-from app.core.security import create_access_token, hash_password
+from app.core.security import create_access_token
 from app.db import bootstrap
-from app.services.seed import COLUMNS, _product, seed_catalog
+from app.services.seed import COLUMNS, fake_product, seed_catalog
+from bench.support import add_user, free_port, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "bench-secret-key-0123456789-abcdefghijkl"
@@ -42,34 +42,12 @@ TARGET_SECONDS = 10.0
 STEP_TIMEOUT = 300.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until_up(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up within {timeout:.0f}s")
-
-
 async def prepare_database(url: str) -> dict[str, int]:
     """The category tree (seeded with no products) and an editor; returns category ids."""
     await seed_catalog(url, 0)
+    await add_user(url, "bench-editor@example.com", "editor")
     connection = await asyncpg.connect(bootstrap.asyncpg_dsn(url))
     try:
-        await connection.execute(
-            "INSERT INTO users (email, password_hash, role) VALUES ($1, $2, 'editor')",
-            "bench-editor@example.com",
-            hash_password("bench-password"),
-        )
         rows = await connection.fetch("SELECT name, id FROM categories WHERE parent_id IS NOT NULL")
         return {row["name"]: row["id"] for row in rows}
     finally:
@@ -86,7 +64,9 @@ def write_ndjson(path: Path, rows: int, categories: dict[str, int]) -> None:
             category = rng.choice(names)
             values = dict(
                 zip(
-                    COLUMNS, _product(rng, number, category, categories[category], now), strict=True
+                    COLUMNS,
+                    fake_product(rng, number, category, categories[category], now),
+                    strict=True,
                 )
             )
             row: dict[str, Any] = {

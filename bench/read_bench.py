@@ -15,39 +15,20 @@ import asyncio
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 from app.core.config import Settings
-from app.core.security import create_access_token, hash_password
+from app.core.security import create_access_token
 from app.db import bootstrap
 from app.services.seed import seed_catalog
+from bench.support import add_user, free_port, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "bench-secret-key-0123456789-abcdefghijkl"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until_up(url: str, headers: dict[str, str], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up")
 
 
 def run_wrk(url: str, script: Path | None, header: str, duration: int, connections: int) -> float:
@@ -86,7 +67,7 @@ def main() -> None:
     processes: list[subprocess.Popen[bytes]] = []
     try:
         asyncio.run(seed_catalog(url, args.products))
-        asyncio.run(_add_user(url))
+        asyncio.run(add_user(url, "bench@example.com", "viewer"))
         settings = Settings(_env_file=None, database_url=url, secret_key=SECRET)  # type: ignore[call-arg]
         token, _ = create_access_token(settings, user_id=1, role="viewer")
         header = f"Authorization: Bearer {token}"
@@ -141,20 +122,6 @@ def main() -> None:
             if process.poll() is None:
                 process.kill()
         asyncio.run(bootstrap.drop_database(url))
-
-
-async def _add_user(url: str) -> None:
-    import asyncpg
-
-    connection = await asyncpg.connect(bootstrap.asyncpg_dsn(url))
-    try:
-        await connection.execute(
-            "INSERT INTO users (email, password_hash, role) VALUES ($1, $2, 'viewer')",
-            "bench@example.com",
-            hash_password("bench-password"),
-        )
-    finally:
-        await connection.close()
 
 
 if __name__ == "__main__":

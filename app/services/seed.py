@@ -148,7 +148,7 @@ async def _upsert_category(connection: asyncpg.Connection, name: str, parent: in
     return category_id
 
 
-def _product(
+def fake_product(
     rng: random.Random, number: int, category: str, category_id: int, now: datetime
 ) -> tuple[object, ...]:
     brand = rng.choice(BRANDS)
@@ -195,7 +195,9 @@ async def seed_catalog(database_url: str, count: int, random_seed: int = 42) -> 
             rows = []
             for number in range(offset, min(offset + BATCH, count)):
                 category = rng.choice(names)
-                rows.append(_product(rng, start + number + 1, category, categories[category], now))
+                rows.append(
+                    fake_product(rng, start + number + 1, category, categories[category], now)
+                )
             await connection.copy_records_to_table("products", records=rows, columns=COLUMNS)
         await connection.execute("ANALYZE products")
         return count
