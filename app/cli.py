@@ -106,10 +106,16 @@ def migrate(revision: str) -> None:
 @click.option("--products", "count", type=click.IntRange(0, 10_000_000), default=1000)
 @click.option("--seed", "random_seed", type=int, default=42, show_default=True)
 def seed(count: int, random_seed: int) -> None:
-    """Fill the catalog with COUNT realistic demo products (and a category tree)."""
+    """Fill the catalog with COUNT realistic demo products (and a category tree).
+
+    Creates and migrates the database first when needed, as `catalog migrate` does.
+    """
+    from app.db.bootstrap import migrate as run_migrations
     from app.services.seed import seed_catalog
 
-    created = asyncio.run(seed_catalog(str(get_settings().database_url), count, random_seed))
+    database_url = str(get_settings().database_url)
+    run_migrations(database_url, "head")
+    created = asyncio.run(seed_catalog(database_url, count, random_seed))
     click.echo(f"seeded {created} products")
 
 

@@ -43,7 +43,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.engine = engine
     app.state.sessionmaker = build_sessionmaker(engine)
     app.state.principals = PrincipalCache(engine)
-    app.state.product_queries = ProductQueries(engine, app.state.cursor_codec)
+    app.state.product_queries = ProductQueries(
+        engine, app.state.cursor_codec, rank_window=settings.search_rank_window
+    )
     watch_pool(app)
     app.state.redis = (
         redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)

@@ -37,6 +37,7 @@ from app.services.product_queries import ProductFilters
 from app.services.seed import seed_catalog
 
 CODEC = CursorCodec("explain-listing")
+RANK_WINDOW = Settings.model_fields["search_rank_window"].default
 SORTS = ("id", "-id", "created_at", "-created_at", "price", "-price", "name", "-name")
 
 
@@ -104,6 +105,7 @@ async def list_page(
         sort=shape.sort,
         limit=limit,
         cursor=cursor if cursor is not None else shape.cursor,
+        rank_window=RANK_WINDOW,
     )
     page: dict[str, Any] = json.loads(body)
     return page

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
         default=0.0, ge=0, description="skip the ping for connections used this recently"
     )
     db_statement_timeout_ms: int = Field(default=15_000, ge=0)
+    search_rank_window: int = Field(
+        default=1000, ge=1, le=100_000, description="newest matches a search ranks by relevance"
+    )
     redis_url: str | None = None
 
     secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)

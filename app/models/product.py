@@ -26,11 +26,13 @@ from app.models.base import Base, TimestampMixin
 PRODUCT_STATUSES = ("draft", "active", "archived")
 
 # Weighted document for full-text search: name and SKU rank above the description.
-# 'simple' for name and SKU keeps codes and brand names intact; 'english' stems prose.
+# One config for every field, the same one queries are parsed with (SEARCH_CONFIG), so a
+# query is one tsquery whose matches the planner can estimate.
+SEARCH_CONFIG = "english"
 SEARCH_VECTOR_SQL = (
-    "setweight(to_tsvector('simple'::regconfig, coalesce(name, '')), 'A') || "
-    "setweight(to_tsvector('simple'::regconfig, coalesce(sku, '')), 'A') || "
-    "setweight(to_tsvector('english'::regconfig, coalesce(description, '')), 'B')"
+    f"setweight(to_tsvector('{SEARCH_CONFIG}'::regconfig, coalesce(name, '')), 'A') || "
+    f"setweight(to_tsvector('{SEARCH_CONFIG}'::regconfig, coalesce(sku, '')), 'A') || "
+    f"setweight(to_tsvector('{SEARCH_CONFIG}'::regconfig, coalesce(description, '')), 'B')"
 )
 LIVE = text("deleted_at IS NULL")
 
@@ -42,7 +44,14 @@ class Product(TimestampMixin, Base):
         CheckConstraint("price >= 0", name="price_not_negative"),
         CheckConstraint(f"status IN {PRODUCT_STATUSES!r}", name="status_known"),
         # A SKU is unique among live products only, so deleting a product frees its SKU.
-        Index("uq_products_live_sku", func.lower(text("sku")), unique=True, postgresql_where=LIVE),
+        # text_pattern_ops also serves `lower(sku) LIKE 'prefix%'` whatever the collation.
+        Index(
+            "uq_products_live_sku",
+            func.lower(text("sku")).label("lower_sku"),
+            unique=True,
+            postgresql_where=LIVE,
+            postgresql_ops={"lower_sku": "text_pattern_ops"},
+        ),
         # Keyset pagination: one index per sort, each ending in id for the tie-break.
         Index("ix_products_live_created_at_id", "created_at", "id", postgresql_where=LIVE),
         Index("ix_products_live_price_id", "price", "id", postgresql_where=LIVE),

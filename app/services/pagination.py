@@ -38,6 +38,10 @@ class CursorCodec:
         return f"{_b64(payload)}.{_b64(self._sign(payload))}"
 
     def decode(self, cursor: str, sort: str) -> list[Any]:
+        return self.decode_any(cursor, (sort,))[1]
+
+    def decode_any(self, cursor: str, sorts: tuple[str, ...]) -> tuple[str, list[Any]]:
+        """The sort a cursor belongs to, one of `sorts`, and its key."""
         invalid = Unprocessable("The cursor is invalid", loc=["query", "cursor"])
         try:
             encoded_payload, encoded_signature = cursor.split(".", 1)
@@ -51,6 +55,6 @@ class CursorCodec:
             values = json.loads(payload)
         except ValueError:
             raise invalid from None
-        if not isinstance(values, list) or not values or values[0] != sort:
+        if not isinstance(values, list) or not values or values[0] not in sorts:
             raise Unprocessable("The cursor belongs to another sort order", loc=["query", "cursor"])
-        return values[1:]
+        return values[0], values[1:]

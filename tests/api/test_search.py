@@ -1,0 +1,158 @@
+"""Full-text search: ranking, the ranked window, SKU prefixes, and plans made per search."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from app.services.pagination import CursorCodec
+from app.services.product_queries import ProductFilters, list_products
+from tests.api.test_listing import all_pages, seed
+
+pytestmark = pytest.mark.usefixtures("users")
+
+
+def ids(products: list[dict[str, Any]]) -> list[int]:
+    return [p["id"] for p in products]
+
+
+async def test_words_match_whatever_their_form(editor: httpx.AsyncClient) -> None:
+    (headphones,) = await seed(editor, [{"name": "Studio Headphones", "description": "Closed."}])
+    await seed(editor, [{"name": "Desk lamp", "description": "Warm light."}])
+    for q in ("headphone", "HEADPHONES", "studio headphone"):
+        assert ids(await all_pages(editor, q=q)) == [headphones["id"]], q
+
+
+async def test_more_occurrences_and_name_matches_rank_higher(editor: httpx.AsyncClient) -> None:
+    once, in_name, twice = await seed(
+        editor,
+        [
+            {"name": "Garden hose", "description": "Works with any brass fitting."},
+            {"name": "Brass fitting", "description": "Solid."},
+            {"name": "Tap", "description": "Brass body, brass handle."},
+        ],
+    )
+    listed = await all_pages(editor, q="brass")
+    assert ids(listed) == [in_name["id"], twice["id"], once["id"]]
+
+
+async def test_a_sku_prefix_finds_its_products_first(editor: httpx.AsyncClient) -> None:
+    named, first, second, _other = await seed(
+        editor,
+        [
+            {"sku": "LAMP-1", "name": "Lamp for the qx-7 series"},
+            {"sku": "QX-71", "name": "Bracket"},
+            {"sku": "qx-79", "name": "Cable"},
+            {"sku": "AQX-70", "name": "Stand"},
+        ],
+    )
+    listed = await all_pages(editor, q="QX-7")
+    assert ids(listed)[:2] == sorted([first["id"], second["id"]], reverse=True)
+    assert named["id"] not in ids(listed)[:2]
+    assert _other["id"] not in ids(listed)
+
+
+@pytest.mark.parametrize("q", ["___", "a_c"])
+async def test_like_wildcards_in_the_query_match_only_themselves(
+    editor: httpx.AsyncClient, q: str
+) -> None:
+    await seed(editor, [{"sku": "ABC-1"}, {"sku": "XYZ-2"}])
+    (literal,) = await seed(editor, [{"sku": f"{q}-3"}])
+    assert ids(await all_pages(editor, q=q)) == [literal["id"]]
+    assert await all_pages(editor, q="%%%") == []
+
+
+class TestRankedWindow:
+    """Only the most recently added matches are ranked; older ones follow, newest first."""
+
+    WINDOW = 3
+
+    @pytest.fixture(autouse=True)
+    def small_window(self, app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(app.state.product_queries, "rank_window", self.WINDOW)
+
+    async def make(self, editor: httpx.AsyncClient, count: int) -> list[dict[str, Any]]:
+        # Alternate strong (word in the name) and weak (word in the description) matches.
+        return await seed(
+            editor,
+            [
+                {"name": "Copper kettle", "description": "Boils."}
+                if n % 2
+                else {"name": "Kettle", "description": "A copper base."}
+                for n in range(count)
+            ],
+        )
+
+    @pytest.mark.parametrize("limit", [1, 2, 3, 5, 20])
+    async def test_every_match_once_window_ranked_then_newest_first(
+        self, editor: httpx.AsyncClient, limit: int
+    ) -> None:
+        products = await self.make(editor, 8)
+        await seed(editor, [{"name": "Teapot", "description": "Porcelain."}])
+        listed = ids(await all_pages(editor, q="copper", limit=limit))
+        newest_first = list(reversed(products))
+        window, older = newest_first[: self.WINDOW], newest_first[self.WINDOW :]
+        strong = [p for p in window if p["name"].startswith("Copper")]
+        weak = [p for p in window if not p["name"].startswith("Copper")]
+        assert listed == ids(strong) + ids(weak) + ids(older)
+
+    async def test_fewer_matches_than_the_window_are_all_ranked(
+        self, editor: httpx.AsyncClient
+    ) -> None:
+        weak, strong = await self.make(editor, 2)
+        assert ids(await all_pages(editor, q="copper", limit=1)) == [strong["id"], weak["id"]]
+
+    async def test_products_added_while_paging_never_repeat_or_skip_older_ones(
+        self, editor: httpx.AsyncClient
+    ) -> None:
+        products = await self.make(editor, 7)
+        first = (await editor.get("/products", params={"q": "copper", "limit": 2})).json()
+        await self.make(editor, 4)  # newer than the whole window
+        rest = await all_pages(editor, q="copper", limit=2, cursor=first["next_cursor"])
+        seen = ids(first["items"] + rest)
+        assert sorted(seen) == sorted(ids(products))
+        assert len(seen) == len(set(seen))
+
+    async def test_a_ranked_cursor_does_not_fit_a_sort(self, editor: httpx.AsyncClient) -> None:
+        await self.make(editor, 6)
+        cursors = []
+        cursor = None
+        for _ in range(3):
+            params = {"q": "copper", "limit": 2, **({"cursor": cursor} if cursor else {})}
+            cursor = (await editor.get("/products", params=params)).json()["next_cursor"]
+            cursors.append(cursor)
+        for cursor in cursors:  # in the window, then beyond it
+            response = await editor.get(
+                "/products", params={"q": "copper", "sort": "-id", "cursor": cursor}
+            )
+            assert response.status_code == 422, response.text
+
+
+async def test_searches_are_planned_with_their_own_words(
+    app: FastAPI, editor: httpx.AsyncClient
+) -> None:
+    """After five runs PostgreSQL may reuse a generic plan that assumes 0.5% of rows match any
+    search; the pool's connections plan every run with its values instead."""
+    await seed(editor, [{"name": "Walnut board"}])
+    codec = CursorCodec("test")
+    async with app.state.engine.connect() as connection:
+        raw = (await connection.get_raw_connection()).driver_connection
+        for word in ["walnut", "oak", "maple", "birch", "cherry", "ash", "elm", "walnut"]:
+            await list_products(
+                raw,
+                codec,
+                filters=ProductFilters(q=word),
+                sort="price",
+                limit=20,
+                cursor=None,
+                rank_window=1000,
+            )
+        plans = await raw.fetchrow(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+            "WHERE statement LIKE '%websearch_to_tsquery%ORDER BY p.price%'"
+        )
+    assert plans is not None
+    assert (plans["generic_plans"], plans["custom_plans"]) == (0, 8)
