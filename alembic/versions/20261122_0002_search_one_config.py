@@ -5,6 +5,7 @@ query had to be parsed with both configs and OR-ed, which doubled the planner's 
 the matches and let it pick an index walk where a bitmap scan was 10x faster. One config
 ('english') on both sides needs one tsquery. The live-SKU unique index moves to
 text_pattern_ops so `lower(sku) LIKE 'prefix%'` can use it under any database collation.
+A partial index finds the (few) live products out of stock.
 
 Revision ID: 0002
 Revises: 0001
@@ -69,8 +70,16 @@ def _replace_sku_index(opclass: str | None) -> None:
 def upgrade() -> None:
     _replace_search_vector(SEARCH_VECTOR_SQL)
     _replace_sku_index("text_pattern_ops")
+    op.create_index(
+        "ix_products_live_out_of_stock",
+        "products",
+        ["id"],
+        unique=False,
+        postgresql_where=sa.text("deleted_at IS NULL AND stock = 0"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_products_live_out_of_stock", table_name="products")
     _replace_sku_index(None)
     _replace_search_vector(PREVIOUS_SEARCH_VECTOR_SQL)

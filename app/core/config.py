@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     )
     db_statement_timeout_ms: int = Field(default=15_000, ge=0)
     search_rank_window: int = Field(
-        default=1000, ge=1, le=100_000, description="newest matches a search ranks by relevance"
+        default=200, ge=1, le=10_000, description="newest matches a search ranks by relevance"
     )
     redis_url: str | None = None
 

@@ -57,6 +57,12 @@ class Product(TimestampMixin, Base):
         Index("ix_products_live_price_id", "price", "id", postgresql_where=LIVE),
         Index("ix_products_live_name_id", "name", "id", postgresql_where=LIVE),
         Index("ix_products_live_category_id", "category_id", postgresql_where=LIVE),
+        # Out of stock is a small share that a back office lists often (in_stock=false).
+        Index(
+            "ix_products_live_out_of_stock",
+            "id",
+            postgresql_where=text("deleted_at IS NULL AND stock = 0"),
+        ),
         Index("ix_products_search", "search", postgresql_using="gin"),
         Index("ix_products_tags", "tags", postgresql_using="gin"),
     )

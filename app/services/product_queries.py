@@ -1,13 +1,22 @@
 """Product reads on the hot path: raw asyncpg, JSON built by PostgreSQL.
 
 The ORM is the right tool for writes; for reads it costs several times the query itself. Here
-each read is one round trip and PostgreSQL renders the same JSON `ProductRead` would (the
-API tests compare the two), so Python only joins strings.
+PostgreSQL renders the same JSON `ProductRead` would (the API tests compare the two), so
+Python only joins strings. A product, and an unfiltered page, is one round trip.
+
+A filtered page must not depend on the planner guessing how many products match: for a word
+or tag it has no statistics on it guesses 0.5%, walks an index in sort order, and reads the
+whole table when nothing matches (3 s on a million products). So a filtered page walks the
+sort order for a bounded number of rows first and, when that does not fill it, collects the
+matches through their own indexes instead (`_sorted_rows`). Search ranks only the most
+recently added matches (`_ranked_page`). bench/explain_listing.py shows the plans and timings
+of every shape on a million products.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -50,6 +59,10 @@ _SORTS: dict[str, tuple[str, str, bool]] = {
 RANKED = "rank"
 BEYOND_WINDOW = "rank:beyond-window"
 SKU_PREFIX_MIN_LENGTH = 3
+# Rows of the sort order a filtered list walks first, and at most (see _sorted_rows).
+PROBE_ROWS = 1_000
+MAX_PROBE_ROWS = 20_000
+_PLACEHOLDER = re.compile(r"\$(\d+)")
 
 
 @dataclass(slots=True)
@@ -61,6 +74,9 @@ class ProductFilters:
     max_price: Decimal | None = None
     in_stock: bool | None = None
     tags: list[str] = field(default_factory=list)
+    # category_id and its descendants, looked up before the products are: a list of ids
+    # gives the planner statistics to go on, where a recursive query inside gives none.
+    category_ids: list[int] | None = None
 
 
 @dataclass(slots=True)
@@ -98,16 +114,16 @@ def _like_prefix(text: str) -> str:
 
 @dataclass(slots=True)
 class _Query:
-    """The WHERE clause of one statement, and the relevance of a row when searching."""
+    """One statement's parameters and filter conditions, and a row's relevance if searching."""
 
     params: _Params
-    where: list[str]
+    where: list[str]  # on live products: `deleted_at IS NULL` is not among them
     rank: str | None  # SQL for a row's relevance; None without q
 
 
 def _conditions(filters: ProductFilters) -> _Query:
     params = _Params()
-    where = ["p.deleted_at IS NULL"]
+    where: list[str] = []
     rank = None
     if filters.q is not None:
         tsquery = f"websearch_to_tsquery('{SEARCH_CONFIG}', {params.add(filters.q)})"
@@ -120,12 +136,9 @@ def _conditions(filters: ProductFilters) -> _Query:
             rank = f"({rank} + ({sku_prefix})::int)::real"
         where.append(match)
     if filters.category_id is not None:
-        where.append(
-            "p.category_id IN (WITH RECURSIVE tree(id) AS ("
-            f"SELECT id FROM categories WHERE id = {params.add(filters.category_id)} "
-            "UNION ALL SELECT c.id FROM categories c JOIN tree ON c.parent_id = tree.id"
-            ") SELECT id FROM tree)"
-        )
+        if filters.category_ids is None:
+            raise ValueError("category_ids must be looked up first (_with_category_tree)")
+        where.append(f"p.category_id = ANY({params.add(filters.category_ids)}::bigint[])")
     if filters.status is not None:
         where.append(f"p.status = {params.add(filters.status)}")
     if filters.min_price is not None:
@@ -176,28 +189,132 @@ def _key(values: list[Any], *casts: str) -> tuple[Any, ...]:
     return (*typed, values[-1])
 
 
+def _live(
+    sort: str,
+    after: tuple[Any, int] | None,
+    params: _Params,
+    filters: ProductFilters,
+    min_id: int | None = None,
+) -> str:
+    """Live products past the keyset `after` in `sort` order (and from `min_id` on).
+
+    A price range is part of it when sorting by price: the walk then starts and ends where
+    the range does, rather than testing every row below it.
+    """
+    live = "p.deleted_at IS NULL"
+    if min_id is not None:
+        live += f" AND p.id >= {params.add(min_id)}"
+    if sort.lstrip("-") == "price":
+        if filters.min_price is not None:
+            live += f" AND p.price >= {params.add(filters.min_price)}"
+        if filters.max_price is not None:
+            live += f" AND p.price <= {params.add(filters.max_price)}"
+    if after is not None:
+        column, cast, descending = _SORTS[sort]
+        op = "<" if descending else ">"
+        live += (
+            f" AND ({column}, p.id) {op} ({params.add(after[0])}::{cast}, {params.add(after[1])})"
+        )
+    return live
+
+
+def _order(sort: str, column: str | None = None, id_column: str = "p.id") -> str:
+    sort_column, _, descending = _SORTS[sort]
+    direction = "DESC" if descending else "ASC"
+    return f"{column or sort_column} {direction}, {id_column} {direction}"
+
+
 async def _sorted_rows(
     connection: asyncpg.Connection,
     filters: ProductFilters,
     sort: str,
     *,
-    after: tuple[Any, int] | None,
-    limit: int,
+    after: tuple[Any, int] | None = None,
+    limit: int | None,
+    output: Literal["json", "rank"] = "json",
+    budget: int | None = None,
+    max_budget: int | None = None,
+    min_id: int | None = None,
 ) -> list[asyncpg.Record]:
-    """Up to `limit` rows (sort value, id, JSON) in `sort` order, after the key `after`."""
+    """Rows (sort value, id, JSON or rank) in `sort` order after the key `after`; `limit`
+    None means all.
+
+    With filters, the planner may walk the sort's index and test each row, which is fastest
+    when many rows match, and reads the whole table when none do: its estimate for a word or
+    tag it has no statistics on, or for a category's products, can be far off. So the walk
+    gets a budget of rows. If it fills the page, or reaches the end, that is the answer. If
+    it found some matches, the share it saw tells how far a walk that fills the page goes;
+    within `max_budget` it walks again that far. Otherwise few rows match, and collecting
+    all the matches first (through their indexes) is the cheaper way.
+    """
+    budget = budget or PROBE_ROWS
+    max_budget = max_budget or MAX_PROBE_ROWS
+    column = _SORTS[sort][0]
     query = _conditions(filters)
-    column, cast, descending = _SORTS[sort]
-    if after is not None:
-        op = "<" if descending else ">"
-        add = query.params.add
-        query.where.append(f"({column}, p.id) {op} ({add(after[0])}::{cast}, {add(after[1])})")
-    direction = "DESC" if descending else "ASC"
-    sql = (
-        f"SELECT {column}, p.id, {PRODUCT_JSON} FROM products p "
-        f"WHERE {' AND '.join(query.where)} "
-        f"ORDER BY {column} {direction}, p.id {direction} LIMIT {query.params.add(limit)}"
+    out = PRODUCT_JSON if output == "json" else query.rank
+    live = _live(sort, after, query.params, filters, min_id)
+    limit_sql = query.params.add(limit)
+    if not query.where:
+        sql = (
+            f"SELECT {column}, p.id, {out} FROM products p WHERE {live} "
+            f"ORDER BY {_order(sort)} LIMIT {limit_sql}"
+        )
+        return await _fetch(connection, sql, query.params)
+    filtered = " AND ".join(query.where)
+    budget_at = len(query.params.values)
+    probe = (
+        f"SELECT {column}, p.id, {out} FROM ("
+        f"SELECT * FROM products p WHERE {live} ORDER BY {_order(sort)} "
+        f"LIMIT {query.params.add(budget)}"
+        f") p WHERE {filtered} ORDER BY {_order(sort)} LIMIT {limit_sql}"
     )
-    rows: list[asyncpg.Record] = await connection.fetch(sql, *query.params.values)
+    while True:
+        rows = await _fetch(connection, probe, query.params)
+        if len(rows) == limit or await _walked_to_the_end(
+            connection, filters, sort, after, min_id, budget
+        ):
+            return rows
+        if limit is None or not rows:
+            break
+        needed = budget * limit // len(rows) * 3 // 2
+        if needed > max_budget or budget >= max_budget:
+            break
+        budget = max(needed, budget * 2)
+        query.params.values[budget_at] = budget
+    matches = (
+        f"WITH matches AS MATERIALIZED ("
+        f"SELECT p.id, {column} AS sort_value FROM products p WHERE {live} AND {filtered}"
+        f"), page AS ("
+        f"SELECT * FROM matches ORDER BY {_order(sort, 'sort_value', 'id')} LIMIT {limit_sql}"
+        f") SELECT m.sort_value, m.id, {out} FROM page m JOIN products p ON p.id = m.id "
+        f"ORDER BY {_order(sort, 'm.sort_value', 'm.id')}"
+    )
+    return await _fetch(connection, matches, query.params)
+
+
+async def _walked_to_the_end(
+    connection: asyncpg.Connection,
+    filters: ProductFilters,
+    sort: str,
+    after: tuple[Any, int] | None,
+    min_id: int | None,
+    budget: int,
+) -> bool:
+    """Whether fewer than `budget` live products follow `after`: a probe saw them all."""
+    params = _Params()
+    live = _live(sort, after, params, filters, min_id)
+    walked: int = await connection.fetchval(
+        f"SELECT count(*) FROM (SELECT FROM products p WHERE {live} "
+        f"ORDER BY {_order(sort)} LIMIT {params.add(budget)}) walked",
+        *params.values,
+    )
+    return walked < budget
+
+
+async def _fetch(connection: asyncpg.Connection, sql: str, params: _Params) -> list[asyncpg.Record]:
+    # The parameters up to the highest this statement uses; the probe's budget comes last.
+    used = max((int(n) for n in _PLACEHOLDER.findall(sql)), default=0)
+    rows: list[asyncpg.Record] = await connection.fetch(sql, *params.values[:used])
     return rows
 
 
@@ -224,6 +341,10 @@ async def list_products(
     rank_window: int,
 ) -> bytes:
     """One page as a ready JSON document: `{"items": [...], "next_cursor": ...}`."""
+    if filters.category_id is not None:
+        filters = replace(filters, category_ids=await _category_tree(connection, filters))
+        if not filters.category_ids:
+            return _page([], None)  # no such category
     if sort is None and filters.q is not None:
         return await _ranked_page(
             connection, codec, filters, limit=limit, cursor=cursor, window=rank_window
@@ -238,6 +359,17 @@ async def list_products(
         rows = rows[:limit]
         next_cursor = codec.encode(sort, [_cursor_value(rows[-1][0]), rows[-1][1]])
     return _page([row[2] for row in rows], next_cursor)
+
+
+async def _category_tree(connection: asyncpg.Connection, filters: ProductFilters) -> list[int]:
+    ids: list[int] | None = await connection.fetchval(
+        "WITH RECURSIVE tree(id) AS ("
+        "SELECT id FROM categories WHERE id = $1 "
+        "UNION ALL SELECT c.id FROM categories c JOIN tree ON c.parent_id = tree.id"
+        ") SELECT array_agg(id) FROM tree",
+        filters.category_id,
+    )
+    return ids or []
 
 
 async def _ranked_page(
@@ -270,47 +402,57 @@ async def _ranked_page(
             raise Unprocessable("The cursor is invalid", loc=["query", "cursor"])
         after = (rank, last_id)
 
-    query = _conditions(filters)
-    add = query.params.add
+    budget, max_budget = max(PROBE_ROWS, window * 10), max(MAX_PROBE_ROWS, window * 100)
     if cursor is None:
-        newest = f"ORDER BY p.id DESC LIMIT {add(window + 1)}"
-        window_size = add(window)
-    else:
-        # Later pages: the window is what page 1 saw, every match down to its bound.
-        newest, window_size = "", "ALL"
-        if bound is not None:
-            query.where.append(f"p.id >= {add(bound)}")
-    keyset = ""
-    if after is not None:
-        keyset = f"WHERE (rank, id) < ({add(after[0])}::real, {add(after[1])})"
-    sql = f"""
-        WITH newest AS MATERIALIZED (
-            SELECT p.id, {query.rank} AS rank FROM products p
-            WHERE {" AND ".join(query.where)} {newest}
-        ), ranked_window AS (
-            SELECT * FROM newest ORDER BY id DESC LIMIT {window_size}
-        ), bound AS (
-            SELECT min(id) AS id, (SELECT count(*) FROM newest) > {add(window)} AS truncated
-            FROM ranked_window
-        ), page AS (
-            SELECT * FROM ranked_window {keyset}
-            ORDER BY rank DESC, id DESC LIMIT {add(limit + 1)}
+        newest = await _sorted_rows(
+            connection,
+            filters,
+            "-id",
+            limit=window + 1,
+            output="rank",
+            budget=budget,
+            max_budget=max_budget,
         )
-        SELECT w.rank, w.id, {PRODUCT_JSON}, b.truncated, b.id
-        FROM page w JOIN products p ON p.id = w.id CROSS JOIN bound b
-        ORDER BY w.rank DESC, w.id DESC
-    """
-    rows = await connection.fetch(sql, *query.params.values)
-    if rows and cursor is None and rows[0][3]:
-        bound = rows[0][4]
-    items = [row[2] for row in rows[:limit]]
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        return _page(items, codec.encode(RANKED, [last[0], bound, last[1]]))
+        if len(newest) > window:
+            newest = newest[:window]
+            bound = newest[-1][1]
+    else:
+        # Later pages: the window is what page 1 saw, every match down to its bound; the
+        # walk stops there, so one budget that covers the window's id range is enough.
+        newest = await _sorted_rows(
+            connection,
+            filters,
+            "-id",
+            limit=None,
+            output="rank",
+            budget=budget if bound is None else max_budget,
+            min_id=bound,
+        )
+    ranked = sorted(((row[2], row[1]) for row in newest), reverse=True)
+    if after is not None:
+        ranked = [key for key in ranked if key < after]
+    page = ranked[: limit + 1]
+    items = await _product_json(connection, [product_id for _, product_id in page[:limit]])
+    if len(page) > limit:
+        rank, last_id = page[limit - 1]
+        return _page(items, codec.encode(RANKED, [rank, bound, last_id]))
     if bound is None:
         return _page(items, None)
     # The window is used up: go on with the older matches.
     return await _beyond_window_page(connection, codec, filters, bound, items, limit)
+
+
+async def _product_json(connection: asyncpg.Connection, ids: list[int]) -> list[str]:
+    """The JSON of live products `ids`, in that order."""
+    if not ids:
+        return []
+    rows = await connection.fetch(
+        f"SELECT p.id, {PRODUCT_JSON} FROM products p "
+        "WHERE p.id = ANY($1::bigint[]) AND p.deleted_at IS NULL",
+        ids,
+    )
+    by_id = {row[0]: row[1] for row in rows}
+    return [by_id[product_id] for product_id in ids if product_id in by_id]
 
 
 async def _beyond_window_page(

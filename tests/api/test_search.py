@@ -150,9 +150,11 @@ async def test_searches_are_planned_with_their_own_words(
                 cursor=None,
                 rank_window=1000,
             )
-        plans = await raw.fetchrow(
-            "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
-            "WHERE statement LIKE '%websearch_to_tsquery%ORDER BY p.price%'"
+        plans = await raw.fetch(
+            "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements "
+            "WHERE statement LIKE '%ORDER BY p.price%websearch_to_tsquery%'"
+            " AND statement NOT LIKE '%pg_prepared_statements%'"
         )
-    assert plans is not None
-    assert (plans["generic_plans"], plans["custom_plans"]) == (0, 8)
+    assert plans
+    assert sum(p["generic_plans"] for p in plans) == 0
+    assert sum(p["custom_plans"] for p in plans) >= 8
