@@ -28,6 +28,10 @@ SHAPES = [
     Shape("tag=eco&tag=gift, page 2", ProductFilters(tags=["eco", "gift"]), second_page=True),
     Shape("q ranked", ProductFilters(q="wireless headphones")),
     Shape("q, sort=price", ProductFilters(q="steel"), sort="price"),
+    Shape("q common word, ranked", ProductFilters(q="steel")),
+    Shape("q matching nothing, sort=price", ProductFilters(q="zebra"), sort="price"),
+    Shape("unknown tag, sort=price", ProductFilters(tags=["no-such-tag"]), sort="price"),
+    Shape("out of stock", ProductFilters(in_stock=False)),
     Shape("price range", ProductFilters(min_price=Decimal(10), max_price=Decimal(12))),
 ]
 
