@@ -74,6 +74,8 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
                 "uvicorn.access": {"handlers": [], "propagate": False},
                 "uvicorn": {"handlers": [], "propagate": True},
                 "uvicorn.error": {"handlers": [], "propagate": True},
+                # Alembic 1.17+ announces each of its autogenerate plugins at INFO on every run.
+                "alembic.runtime.plugins": {"level": "WARNING"},
             },
         }
     )

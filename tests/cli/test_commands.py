@@ -67,8 +67,7 @@ def test_migrate_creates_the_database_and_schema(fresh_database_url: str) -> Non
 
 def test_seed_makes_varied_realistic_products(fresh_database_url: str) -> None:
     env = {"DATABASE_URL": fresh_database_url}
-    assert run("migrate", env=env).returncode == 0
-    result = run("seed", "--products", "300", env=env)
+    result = run("seed", "--products", "300", env=env)  # creates and migrates the database
     assert result.returncode == 0, result.stderr
     assert "seeded 300 products" in result.stdout
     [stats] = asyncio.run(
