@@ -7,26 +7,49 @@ id) into contextvars, which the `merge_contextvars` processor adds to each line.
 
 from __future__ import annotations
 
+import functools
 import logging
 import logging.config
 import re
 from typing import Any
 
+import orjson
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
 _SECRET_KEYS = re.compile(r"pass(word)?|secret|token|authorization|cookie|api[_-]?key", re.I)
 _BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.I)
 _DSN_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
+# One cheap search tells whether a value needs either substitution (most never do).
+_MAY_HOLD_SECRET = re.compile(r"bearer|://", re.I)
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_secret_key(key: str) -> bool:
+    return _SECRET_KEYS.search(key) is not None
+
+
+def _scrub(value: str) -> str:
+    if _MAY_HOLD_SECRET.search(value) is None:
+        return value
+    return _DSN_PASSWORD.sub(r"\1***@", _BEARER.sub(r"\1[redacted]", value))
 
 
 def redact(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     """Drop values of secret-looking keys and scrub bearer tokens and DSN passwords."""
-    for key, value in list(event_dict.items()):
-        if _SECRET_KEYS.search(key):
+    for key, value in event_dict.items():
+        if _is_secret_key(key):
             event_dict[key] = "[redacted]"
         elif isinstance(value, str):
-            event_dict[key] = _DSN_PASSWORD.sub(r"\1***@", _BEARER.sub(r"\1[redacted]", value))
+            event_dict[key] = _scrub(value)
+    return event_dict
+
+
+def redact_exception(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """A formatted traceback may quote a DSN or a token."""
+    exception = event_dict.get("exception")
+    if isinstance(exception, str):
+        event_dict["exception"] = _scrub(exception)
     return event_dict
 
 
@@ -34,6 +57,10 @@ def drop_color_message(_: WrappedLogger, __: str, event_dict: EventDict) -> Even
     """uvicorn passes an ANSI-coloured copy of its message as an extra; the event says it."""
     event_dict.pop("color_message", None)
     return event_dict
+
+
+def _json_line(event_dict: EventDict, **_: Any) -> str:
+    return orjson.dumps(event_dict, default=repr, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
@@ -47,7 +74,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
         redact,
     ]
     renderer: Any = (
-        structlog.processors.JSONRenderer()
+        structlog.processors.JSONRenderer(serializer=_json_line)
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
@@ -62,7 +89,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
                     "processors": [
                         structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                         structlog.processors.format_exc_info,
-                        redact,  # again: a formatted traceback may quote a DSN or a token
+                        redact_exception,
                         renderer,
                     ],
                 }
