@@ -56,6 +56,9 @@ class ExplainingConnection:
         self.analyze = analyze
         self.explained: list[Explained] = []
 
+    async def prepare(self, sql: str) -> _Prepared:
+        return _Prepared(self, sql)
+
     async def fetchval(self, sql: str, *args: Any) -> Any:
         rows = await self.fetch(sql, *args)
         return rows[0][0] if rows else None
@@ -69,6 +72,17 @@ class ExplainingConnection:
         wall_ms = (time.perf_counter() - started) * 1000
         self.explained.append(Explained(sql, plan, wall_ms))
         return rows
+
+
+@dataclass
+class _Prepared:
+    """What `connection.prepare` gives: here, a statement explained when it is run."""
+
+    connection: ExplainingConnection
+    sql: str
+
+    async def fetch(self, *args: Any) -> list[asyncpg.Record]:
+        return await self.connection.fetch(self.sql, *args)
 
 
 def plan_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -36,11 +36,6 @@ def build_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
             "server_settings": {
                 "statement_timeout": str(settings.db_statement_timeout_ms),
                 "application_name": "catalog-service",
-                # asyncpg prepares every statement; after five runs PostgreSQL may switch a
-                # statement to a generic plan that guesses 0.5% of products match any search,
-                # and then walks a whole index for a word that matches nothing. Planning each
-                # run with its values costs tens of microseconds.
-                "plan_cache_mode": "force_custom_plan",
             },
         },
     )

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.util import greenlet_spawn
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -31,17 +32,22 @@ async def read_connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connecti
     """A pooled connection for hot reads, used through asyncpg directly.
 
     No ORM, no explicit transaction: one round trip per query. The connection comes from the
-    same SQLAlchemy pool (same limits, pre-ping and metrics) and goes back to it afterwards.
-    A plain context manager rather than a yield dependency: FastAPI's exit-stack machinery
-    for those costs more than the query on this path.
+    same SQLAlchemy pool (same limits, checkout ping and metrics) and goes back to it
+    afterwards. It is taken from the pool itself rather than through `engine.connect()`,
+    whose Connection wrapper cost a third of the time of a primary-key read; and this is a
+    plain context manager rather than a yield dependency, whose exit-stack machinery costs
+    more than the query on this path.
     """
-    async with engine.connect() as connection:
-        raw = await connection.get_raw_connection()
-        driver = raw.driver_connection
-        assert driver is not None, "a checked-out connection has a driver connection"
-        try:
-            yield driver
-        except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
-            # The connection is broken: keep the pool from handing it out again.
-            await connection.invalidate()
-            raise
+    pooled = await greenlet_spawn(engine.sync_engine.raw_connection)
+    driver = pooled.driver_connection
+    assert driver is not None, "a checked-out connection has a driver connection"
+    try:
+        yield driver
+    except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
+        # The connection is broken: drop it (this also returns its slot to the pool).
+        await greenlet_spawn(pooled.invalidate)
+        raise
+    except BaseException:
+        await greenlet_spawn(pooled.close)
+        raise
+    await greenlet_spawn(pooled.close)

@@ -15,7 +15,6 @@ of every shape on a million products.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
@@ -59,10 +58,12 @@ _SORTS: dict[str, tuple[str, str, bool]] = {
 RANKED = "rank"
 BEYOND_WINDOW = "rank:beyond-window"
 SKU_PREFIX_MIN_LENGTH = 3
-# Rows of the sort order a filtered list walks first, and at most (see _sorted_rows).
+# Rows of the sort order a filtered list walks first, and at most (see _sorted_rows); a
+# ranked search walks these many rows per product of its window.
 PROBE_ROWS = 1_000
 MAX_PROBE_ROWS = 20_000
-_PLACEHOLDER = re.compile(r"\$(\d+)")
+RANK_PROBE_ROWS_PER_PRODUCT = 10
+RANK_MAX_PROBE_ROWS_PER_PRODUCT = 250
 
 
 @dataclass(slots=True)
@@ -235,6 +236,7 @@ async def _sorted_rows(
     budget: int | None = None,
     max_budget: int | None = None,
     min_id: int | None = None,
+    walk: bool = True,
 ) -> list[asyncpg.Record]:
     """Rows (sort value, id, JSON or rank) in `sort` order after the key `after`; `limit`
     None means all.
@@ -253,7 +255,9 @@ async def _sorted_rows(
     query = _conditions(filters)
     out = PRODUCT_JSON if output == "json" else query.rank
     live = _live(sort, after, query.params, filters, min_id)
-    limit_sql = query.params.add(limit)
+    # Limits are written into the SQL, not passed as parameters, so that even a generic plan
+    # knows them: for `LIMIT $n` PostgreSQL plans as if a tenth of the table were wanted.
+    limit_sql = "ALL" if limit is None else str(int(limit))
     if not query.where:
         sql = (
             f"SELECT {column}, p.id, {out} FROM products p WHERE {live} "
@@ -261,14 +265,12 @@ async def _sorted_rows(
         )
         return await _fetch(connection, sql, query.params)
     filtered = " AND ".join(query.where)
-    budget_at = len(query.params.values)
-    probe = (
-        f"SELECT {column}, p.id, {out} FROM ("
-        f"SELECT * FROM products p WHERE {live} ORDER BY {_order(sort)} "
-        f"LIMIT {query.params.add(budget)}"
-        f") p WHERE {filtered} ORDER BY {_order(sort)} LIMIT {limit_sql}"
-    )
-    while True:
+    while walk:
+        probe = (
+            f"SELECT {column}, p.id, {out} FROM ("
+            f"SELECT * FROM products p WHERE {live} ORDER BY {_order(sort)} LIMIT {int(budget)}"
+            f") p WHERE {filtered} ORDER BY {_order(sort)} LIMIT {limit_sql}"
+        )
         rows = await _fetch(connection, probe, query.params)
         if len(rows) == limit or await _walked_to_the_end(
             connection, filters, sort, after, min_id, budget
@@ -280,7 +282,6 @@ async def _sorted_rows(
         if needed > max_budget or budget >= max_budget:
             break
         budget = max(needed, budget * 2)
-        query.params.values[budget_at] = budget
     matches = (
         f"WITH matches AS MATERIALIZED ("
         f"SELECT p.id, {column} AS sort_value FROM products p WHERE {live} AND {filtered}"
@@ -289,7 +290,11 @@ async def _sorted_rows(
         f") SELECT m.sort_value, m.id, {out} FROM page m JOIN products p ON p.id = m.id "
         f"ORDER BY {_order(sort, 'm.sort_value', 'm.id')}"
     )
-    return await _fetch(connection, matches, query.params)
+    # How to collect the matches is the planner's to choose, from these values: a statement
+    # prepared afresh is planned with them, where a cached one may get a generic plan.
+    statement = await connection.prepare(matches)
+    rows = await statement.fetch(*query.params.values)
+    return rows
 
 
 async def _walked_to_the_end(
@@ -305,16 +310,14 @@ async def _walked_to_the_end(
     live = _live(sort, after, params, filters, min_id)
     walked: int = await connection.fetchval(
         f"SELECT count(*) FROM (SELECT FROM products p WHERE {live} "
-        f"ORDER BY {_order(sort)} LIMIT {params.add(budget)}) walked",
+        f"ORDER BY {_order(sort)} LIMIT {int(budget)}) walked",
         *params.values,
     )
     return walked < budget
 
 
 async def _fetch(connection: asyncpg.Connection, sql: str, params: _Params) -> list[asyncpg.Record]:
-    # The parameters up to the highest this statement uses; the probe's budget comes last.
-    used = max((int(n) for n in _PLACEHOLDER.findall(sql)), default=0)
-    rows: list[asyncpg.Record] = await connection.fetch(sql, *params.values[:used])
+    rows: list[asyncpg.Record] = await connection.fetch(sql, *params.values)
     return rows
 
 
@@ -402,7 +405,8 @@ async def _ranked_page(
             raise Unprocessable("The cursor is invalid", loc=["query", "cursor"])
         after = (rank, last_id)
 
-    budget, max_budget = max(PROBE_ROWS, window * 10), max(MAX_PROBE_ROWS, window * 100)
+    budget = window * RANK_PROBE_ROWS_PER_PRODUCT
+    max_budget = window * RANK_MAX_PROBE_ROWS_PER_PRODUCT
     if cursor is None:
         newest = await _sorted_rows(
             connection,
@@ -417,16 +421,22 @@ async def _ranked_page(
             newest = newest[:window]
             bound = newest[-1][1]
     else:
-        # Later pages: the window is what page 1 saw, every match down to its bound; the
-        # walk stops there, so one budget that covers the window's id range is enough.
+        # Later pages: the window is what page 1 saw, every match down to its bound (or all
+        # of them, then few). A walk stops at the bound, so it is the way when the window
+        # spans few ids (a common word); a rare word's window can span most of the table.
+        walk = False
+        if bound is not None:
+            newest_id = await connection.fetchval("SELECT max(id) FROM products")
+            walk = newest_id is not None and newest_id - bound < max_budget
         newest = await _sorted_rows(
             connection,
             filters,
             "-id",
             limit=None,
             output="rank",
-            budget=budget if bound is None else max_budget,
+            budget=max_budget,
             min_id=bound,
+            walk=walk,
         )
     ranked = sorted(((row[2], row[1]) for row in newest), reverse=True)
     if after is not None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from app.services import product_queries
 from tests.api.test_listing import all_pages, expected_order, seed
@@ -112,15 +113,19 @@ async def test_every_way_of_reading_gives_the_same_pages(
         assert [p["id"] for p in listed] == expected, filters
 
 
-@pytest.mark.parametrize("budgets", [(2, 8), (1000, 20_000)], ids=str)
+@pytest.mark.parametrize("window", [2, 5, 200])
+@pytest.mark.parametrize("budgets", [(1, 2), (1, 8), (10, 250)], ids=str)
 async def test_ranked_search_with_filters_finds_every_match_once(
+    app: FastAPI,
     editor: httpx.AsyncClient,
     catalog: dict[str, Any],
     monkeypatch: pytest.MonkeyPatch,
     budgets: tuple[int, int],
+    window: int,
 ) -> None:
-    monkeypatch.setattr(product_queries, "PROBE_ROWS", budgets[0])
-    monkeypatch.setattr(product_queries, "MAX_PROBE_ROWS", budgets[1])
+    monkeypatch.setattr(app.state.product_queries, "rank_window", window)
+    monkeypatch.setattr(product_queries, "RANK_PROBE_ROWS_PER_PRODUCT", budgets[0])
+    monkeypatch.setattr(product_queries, "RANK_MAX_PROBE_ROWS_PER_PRODUCT", budgets[1])
     tree = [catalog["root"]["id"], catalog["child"]["id"]]
     searches = ({"q": "common"}, {"q": "rare", "in_stock": True}, {"q": "common", "tag": "odd"})
     for filters in searches:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
 
+from app.services import product_queries
 from app.services.pagination import CursorCodec
 from app.services.product_queries import ProductFilters, list_products
+from bench.explain_listing import plan_nodes
 from tests.api.test_listing import all_pages, seed
 
 pytestmark = pytest.mark.usefixtures("users")
@@ -131,30 +135,58 @@ class TestRankedWindow:
             assert response.status_code == 422, response.text
 
 
-async def test_searches_are_planned_with_their_own_words(
-    app: FastAPI, editor: httpx.AsyncClient
+class Recording:
+    """An asyncpg connection that notes each statement and how it was run."""
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self.connection = connection
+        self.statements: list[tuple[str, str]] = []
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        self.statements.append(("cached", sql))
+        return list(await self.connection.fetch(sql, *args))
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        self.statements.append(("cached", sql))
+        return await self.connection.fetchval(sql, *args)
+
+    async def prepare(self, sql: str) -> asyncpg.prepared_stmt.PreparedStatement:
+        self.statements.append(("fresh", sql))
+        return await self.connection.prepare(sql)
+
+
+async def test_a_generic_plan_still_walks_a_bounded_number_of_rows(
+    app: FastAPI, editor: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """After five runs PostgreSQL may reuse a generic plan that assumes 0.5% of rows match any
-    search; the pool's connections plan every run with its values instead."""
-    await seed(editor, [{"name": "Walnut board"}])
-    codec = CursorCodec("test")
+    """After five runs PostgreSQL may plan a cached statement once for any values, guessing
+    that 0.5% of products match any word; such a plan must still stop after the probe's
+    budget. Collecting the matches is left to a plan made with the values."""
+    monkeypatch.setattr(product_queries, "PROBE_ROWS", 2)
+    monkeypatch.setattr(product_queries, "MAX_PROBE_ROWS", 2)
+    await seed(editor, [{"name": "Walnut board"} for _ in range(3)])  # more than the budget
     async with app.state.engine.connect() as connection:
         raw = (await connection.get_raw_connection()).driver_connection
-        for word in ["walnut", "oak", "maple", "birch", "cherry", "ash", "elm", "walnut"]:
-            await list_products(
-                raw,
-                codec,
-                filters=ProductFilters(q=word),
-                sort="price",
-                limit=20,
-                cursor=None,
-                rank_window=1000,
-            )
-        plans = await raw.fetch(
-            "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements "
-            "WHERE statement LIKE '%ORDER BY p.price%websearch_to_tsquery%'"
-            " AND statement NOT LIKE '%pg_prepared_statements%'"
+        recording = Recording(raw)
+        await list_products(
+            recording,  # type: ignore[arg-type]
+            CursorCodec("test"),
+            filters=ProductFilters(q="zebra"),
+            sort="price",
+            limit=20,
+            cursor=None,
+            rank_window=200,
         )
-    assert plans
-    assert sum(p["generic_plans"] for p in plans) == 0
-    assert sum(p["custom_plans"] for p in plans) >= 8
+        probe = recording.statements[0][1]
+        assert recording.statements[-1][0] == "fresh"
+        assert all(how == "cached" for how, _ in recording.statements[:-1])
+        await raw.execute("SET plan_cache_mode = force_generic_plan")
+        await raw.execute(f"PREPARE probe AS {probe}")
+        explained = await raw.fetchval("EXPLAIN (FORMAT JSON) EXECUTE probe('zebra', 'zebra%')")
+        plan = (json.loads(explained) if isinstance(explained, str) else explained)[0]["Plan"]
+        await raw.execute("DEALLOCATE probe; RESET plan_cache_mode")
+    nodes = list(plan_nodes(plan))
+    scans = [n for n in nodes if n.get("Relation Name") == "products"]
+    assert [n["Node Type"] for n in scans] == ["Index Scan"], plan
+    [bounded] = [n for n in nodes if n["Node Type"] == "Limit" and scans[0] in n.get("Plans", [])]
+    assert bounded["Plan Rows"] <= product_queries.PROBE_ROWS
+    assert "@@" not in scans[0].get("Filter", "")  # the words are tested above the limit
