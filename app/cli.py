@@ -25,7 +25,28 @@ if TYPE_CHECKING:
 log = get_logger("app.cli")
 
 
-@click.group()
+class _CatalogGroup(click.Group):
+    """Commands that cannot reach the database say so in one line, not with a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        import asyncpg
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import DBAPIError
+
+        try:
+            return super().invoke(ctx)
+        except (OSError, asyncpg.PostgresError, DBAPIError) as error:
+            if isinstance(error, OSError) and error.filename is not None:
+                raise  # a file, not the database
+            cause = error.orig if isinstance(error, DBAPIError) else error
+            url = make_url(str(get_settings().database_url)).render_as_string(hide_password=True)
+            raise click.ClickException(
+                f"cannot use the database {url}: {cause}. Check DATABASE_URL; "
+                "`catalog migrate` creates and migrates it."
+            ) from None
+
+
+@click.group(cls=_CatalogGroup)
 def main() -> None:
     """Product catalog service."""
     settings = get_settings()

@@ -65,6 +65,25 @@ def test_migrate_creates_the_database_and_schema(fresh_database_url: str) -> Non
     assert again.returncode == 0, again.stderr
 
 
+@pytest.mark.parametrize("where", ["missing database", "nothing listening"])
+def test_a_database_it_cannot_use_is_one_clear_line(
+    fresh_database_url: str, tmp_path: Path, where: str
+) -> None:
+    url = make_url(fresh_database_url).set(password="s3cret-pw")  # never created
+    if where == "nothing listening":
+        url = url.set(port=free_port())
+    rows = tmp_path / "rows.ndjson"
+    rows.write_text('{"sku": "A-1", "name": "A", "price": "1.00", "currency": "EUR"}\n')
+    result = run(
+        "import", str(rows), env={"DATABASE_URL": url.render_as_string(hide_password=False)}
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert "Check DATABASE_URL" in line
+    assert "s3cret-pw" not in result.stderr + result.stdout
+
+
 def test_seed_makes_varied_realistic_products(fresh_database_url: str) -> None:
     env = {"DATABASE_URL": fresh_database_url}
     result = run("seed", "--products", "300", env=env)  # creates and migrates the database
