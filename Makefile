@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test chromium lint format services migrate seed bench clean
+.PHONY: help install run test test-tools lint format services migrate seed bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -26,10 +26,10 @@ run: install ## Create/migrate the database and serve on 127.0.0.1:8000 (HOST/PO
 services: ## Make sure PostgreSQL and Redis answer (starts local ones that are stopped)
 	@scripts/ensure-services.sh
 
-chromium: ## Install headless Chromium for the docs browser test (apt; never fails)
-	@scripts/install-chromium.sh
+test-tools: ## Install Chromium and promtool for the browser and metrics tests (apt; never fails)
+	@scripts/install-test-tools.sh
 
-test: install services chromium ## Run the whole test suite against real PostgreSQL and Redis
+test: install services test-tools ## Run the whole test suite against real PostgreSQL and Redis
 	$(BIN)/python -m pytest
 
 lint: install ## ruff check, ruff format --check, mypy

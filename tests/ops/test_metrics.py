@@ -203,7 +203,7 @@ class TestExposition:
     async def test_promtool_accepts_the_exposition(self, client: httpx.AsyncClient) -> None:
         promtool = shutil.which("promtool")
         if promtool is None:
-            pytest.skip("promtool is not installed (Debian package `prometheus`)")
+            pytest.skip("promtool is not installed (Debian package prometheus; make test-tools)")
         await client.get("/health")
         text = await scrape(client)
         result = await asyncio.to_thread(
