@@ -63,6 +63,67 @@ class TestNdjsonRows:
         assert row["stock"] == Decimal("9" * 50)
 
 
+def exact_way(line: bytes) -> importer.Record | str:
+    """What a line comes to as the API would read it: parsed with Decimals, then the schema."""
+    [(number, fields)] = parse(NdjsonRows(), [line])
+    return fields if isinstance(fields, str) else importer._to_record(number, fields)
+
+
+_BASE = b'"sku": "A-1", "name": "n", "currency": "eur", "price": "1"'
+
+
+class TestFastPath:
+    def test_ordinary_rows_and_exported_rows_take_it(self) -> None:
+        row = product_data(category_id=3)
+        exported = {**row, "id": 7, "version": 2, "created_at": "2026-01-01T00:00:00.000000Z"}
+        for line in (json.dumps(row).encode(), json.dumps(exported).encode()):
+            record = importer._fast_record(1, line)
+            assert record is not None
+            assert record == exact_way(line)
+
+    @pytest.mark.parametrize(
+        "fields",
+        [
+            # JSON the API refuses, in a field the exact way drops or a field that takes it.
+            b'"id": NaN',
+            b'"version": Infinity',
+            b'"stock": NaN',
+            b'"id": 1e999',
+            b'"name": "a\x01b"',
+            b'"id": [1,]',
+            # Floats: the API reads Decimals.
+            b'"stock": 5.0000000000000001',
+            b'"category_id": 2.0000000000000001',
+            b'"stock": 5.0',
+            b'"stock": -0.0',
+            b'"attributes": {"k": 1.0}',
+            b'"attributes": {"k": 1E2}',
+            b'"attributes": {"k": 0.1}',
+            b'"price": 1e2, "sku": "A-2"',
+            # What the schema coerces the same way in both modes.
+            b'"stock": "5"',
+            b'"stock": true',
+            b'"category_id": "7"',
+            b'"stock": -0',
+            b'"attributes": {"a": 9007199254740992, "b": true, "c": "x"}',
+            b'"attributes": {"a": 9007199254740993}',
+            b'"name": "x", "name": "y"',
+            b'"tags": ["B", "b", " c "], "tags": ["z"]',
+            b'"id": "7", "created_at": 5',
+            b'"id": 7, "version": 2, "created_at": "x", "updated_at": null',
+            b'"description": "\\u0000"',
+            b'"name": "\\ud800"',
+            b'"extra": 1',
+        ],
+    )
+    def test_says_yes_only_to_what_the_exact_way_reads_the_same(self, fields: bytes) -> None:
+        line = b"{" + _BASE + b", " + fields + b"}"
+        [(_, checked)] = NdjsonRows().check([line])
+        assert checked == exact_way(line)
+        record = importer._fast_record(1, line)
+        assert record is None or repr(record) == repr(exact_way(line))
+
+
 class TestCsvRows:
     HEADER = b"id,sku,name,price,currency,tags,attributes,stock\r\n"
 
@@ -257,6 +318,79 @@ class TestImportProducts:
         conflicts = [o for o in outcomes if isinstance(o, Conflict)]
         assert len(conflicts) == 1, outcomes
         assert sum(isinstance(o, importer.ImportReport) for o in outcomes) == 1
+
+    async def test_new_skus_skip_the_stage_until_the_savepoints_run_out(
+        self, app: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(importer, "COPY_BATCH_ROWS", 2)
+        stage = text("SELECT to_regclass('pg_temp.import_rows') IS NOT NULL")
+        lines = [ndjson_of(product_data(sku=f"CAP-{n}")) for n in range(5)]
+        async with app.state.sessionmaker() as session:
+            report = await importer.import_products(session, chunks_of(*lines), ImportFormat.ndjson)
+            assert report.created == 5
+            assert not (await session.execute(stage)).scalar()
+            await session.rollback()
+        monkeypatch.setattr(importer, "MAX_SAVEPOINTS", 1)
+        async with app.state.sessionmaker() as session:
+            report = await importer.import_products(session, chunks_of(*lines), ImportFormat.ndjson)
+            assert (report.created, report.failed) == (5, 0)
+            assert (await session.execute(stage)).scalar()  # batches 2 and 3 were upserted
+            assert (await count_products(session)).scalar() == 5
+            await session.rollback()
+
+    async def test_a_sku_taken_after_the_lookup_sends_the_batch_to_the_upsert(
+        self, app: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        existing = product_data(sku="RACE-1")
+        async with app.state.sessionmaker() as session, session.begin():
+            await importer.import_products(
+                session, chunks_of(ndjson_of(existing)), ImportFormat.ndjson
+            )
+        # As if RACE-1 had been created between the lookup and the COPY.
+        monkeypatch.setattr(importer, "LOOKUP", "SELECT $1::bigint[], ($2::text[])[1:0]")
+        body = ndjson_of(
+            product_data(sku="RACE-0"), {**existing, "sku": "race-1", "stock": 1}, existing
+        )
+        async with app.state.sessionmaker() as session, session.begin():
+            report = await importer.import_products(session, chunks_of(body), ImportFormat.ndjson)
+        assert (report.created, report.updated, report.unchanged, report.failed) == (1, 1, 0, 1)
+        async with app.state.sessionmaker() as session:
+            rows = await session.execute(
+                text("SELECT sku, stock, version FROM products ORDER BY sku")
+            )
+            assert rows.all() == [("RACE-0", 10, 1), ("race-1", 1, 2)]
+
+    async def test_a_product_created_meanwhile_is_updated_not_a_conflict(self, app: Any) -> None:
+        """Another transaction creates a SKU the import takes for new: the import waits, then
+        updates the product, as an upsert would have."""
+        row = product_data(sku="MEANWHILE-1")
+        sessionmaker = app.state.sessionmaker
+        async with sessionmaker() as first, sessionmaker() as second:
+            await importer.import_products(first, chunks_of(ndjson_of(row)), ImportFormat.ndjson)
+            pid = await (await importer.driver_connection(second)).fetchval(
+                "SELECT pg_backend_pid()"
+            )
+            changed = ndjson_of({**row, "name": "from the second import"})
+            second_import = asyncio.create_task(
+                importer.import_products(second, chunks_of(changed), ImportFormat.ndjson)
+            )
+            async with app.state.engine.connect() as watcher:
+                while not (
+                    await watcher.execute(
+                        text(
+                            "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :pid"
+                        ),
+                        {"pid": pid},
+                    )
+                ).scalar():
+                    await asyncio.sleep(0.02)
+            await first.commit()
+            report = await second_import
+            await second.commit()
+        assert (report.created, report.updated, report.failed) == (0, 1, 0)
+        async with app.state.sessionmaker() as session:
+            rows = await session.execute(text("SELECT name, version FROM products"))
+            assert rows.all() == [("from the second import", 2)]
 
     async def test_committed_by_the_caller(self, app: Any) -> None:
         body = b"sku,name,price,currency\r\nX-1,One,1,eur\r\nX-2,Two,2,usd\r\n"
