@@ -25,6 +25,7 @@ from app.core.config import Settings, get_settings
 from app.core.logging import configure_logging, get_logger
 from app.core.security import AccessTokenVerifier
 from app.db.engine import build_engine, build_sessionmaker
+from app.db.watch import DatabaseWatch
 from app.services.idempotency import purge_periodically
 from app.services.login_throttle import LoginThrottle
 from app.services.pagination import CursorCodec
@@ -48,6 +49,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine, app.state.cursor_codec, rank_window=settings.search_rank_window
     )
     watch_pool(app)
+    # Built before the first connection: it keeps track of every one the pool opens.
+    watch = DatabaseWatch(engine, settings) if settings.db_pool_pre_ping else None
     app.state.redis = (
         redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
         if settings.redis_url
@@ -62,12 +65,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ),
         name="idempotency-key-purge",
     )
+    watching = asyncio.create_task(watch.run(), name="database-watch") if watch else None
     try:
         yield
     finally:
-        purger.cancel()
-        with suppress(asyncio.CancelledError):
-            await purger
+        for task in (purger, watching):
+            if task is not None:
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
         if app.state.redis is not None:
             await app.state.redis.aclose()
         await engine.dispose()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -18,6 +17,7 @@ from starlette.responses import Response
 from app.core.errors import DomainError
 from app.core.logging import get_logger
 from app.core.metrics import DB_ERRORS
+from app.db.engine import BROKEN_CONNECTION
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 log = get_logger("app.errors")
@@ -136,9 +136,7 @@ def _sqlstate(exc: BaseException) -> str:
 
 
 def _is_unavailable(exc: BaseException) -> bool:
-    if isinstance(
-        exc, (OSError, asyncio.TimeoutError, sa_exc.TimeoutError, asyncpg.InterfaceError)
-    ):
+    if isinstance(exc, (*BROKEN_CONNECTION, sa_exc.TimeoutError)):
         return True
     if isinstance(exc, sa_exc.DBAPIError) and (
         exc.connection_invalidated or isinstance(exc, sa_exc.InterfaceError)
@@ -200,5 +198,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(sa_exc.SQLAlchemyError, _database_error)
     app.add_exception_handler(asyncpg.PostgresError, _database_error)
-    app.add_exception_handler(asyncpg.InterfaceError, _database_error)
-    app.add_exception_handler(OSError, _database_error)
+    for broken in BROKEN_CONNECTION:
+        app.add_exception_handler(broken, _database_error)

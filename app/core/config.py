@@ -47,7 +47,10 @@ class Settings(BaseSettings):
     db_connect_timeout: float = Field(default=3.0, gt=0, description="seconds to open a connection")
     db_ping_timeout: float = Field(default=2.0, gt=0, description="seconds for the checkout ping")
     db_ping_idle_seconds: float = Field(
-        default=0.0, ge=0, description="skip the ping for connections used this recently"
+        default=1.0, ge=0, description="skip the ping for connections used this recently"
+    )
+    db_watch_interval_seconds: float = Field(
+        default=1.0, gt=0, description="how often app.db.watch pings the server"
     )
     db_statement_timeout_ms: int = Field(default=15_000, ge=0)
     search_rank_window: int = Field(

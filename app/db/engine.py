@@ -18,6 +18,19 @@ from sqlalchemy.util.concurrency import await_
 
 from app.core.config import Settings
 
+# What asyncpg raises when a connection is broken: the server went away, restarted or ended the
+# backend; a socket error or timeout; or, on a connection the server has just closed, a protocol
+# still busy with the closing message (InternalClientError). Such a connection is dropped.
+BROKEN_CONNECTION: tuple[type[Exception], ...] = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InternalClientError,
+)
+# A ping that fails in any of these ways, or with any error of the server's, discards its
+# connection.
+PING_FAILURES: tuple[type[Exception], ...] = (*BROKEN_CONNECTION, asyncpg.PostgresError)
+
 
 def build_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
     statement_timeout_s = settings.db_statement_timeout_ms / 1000
@@ -41,7 +54,23 @@ def build_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
     )
     if settings.db_pool_pre_ping:
         _ping_on_checkout(engine, settings.db_ping_timeout, settings.db_ping_idle_seconds)
+    _broken_is_a_disconnect(engine)
     return engine
+
+
+def _broken_is_a_disconnect(engine: AsyncEngine) -> None:
+    """Let SQLAlchemy treat every BROKEN_CONNECTION error as a disconnect.
+
+    It knows most, not the InternalClientError of a connection the server has just closed;
+    a disconnect drops the connection and those opened before it instead of pooling them again.
+    """
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def broken(context: Any) -> None:
+        if isinstance(context.original_exception, BROKEN_CONNECTION) and not isinstance(
+            context.original_exception, TimeoutError
+        ):
+            context.is_disconnect = True
 
 
 def _ping_on_checkout(engine: AsyncEngine, timeout: float, idle_seconds: float) -> None:
@@ -51,8 +80,10 @@ def _ping_on_checkout(engine: AsyncEngine, timeout: float, idle_seconds: float) 
     stopped answering (rather than refusing) would hang every request. A failed ping discards
     the connection; the pool then opens a new one, bounded by the connect timeout.
     Like HikariCP's bypass window, a connection returned less than `idle_seconds` ago is not
-    pinged again: under load that saves a round trip per request, and a connection that just
-    worked is as good a sign of life as a ping.
+    pinged again: under load that saves a round trip per request (a third of a hot read), and
+    a connection that just worked is as good a sign of life as a ping. A database that goes
+    silent while such connections are lent is noticed by app.db.watch instead, which aborts
+    them; an aborted (closed) connection is never lent.
     """
 
     @event.listens_for(engine.sync_engine, "checkin")
@@ -61,12 +92,14 @@ def _ping_on_checkout(engine: AsyncEngine, timeout: float, idle_seconds: float) 
 
     @event.listens_for(engine.sync_engine, "checkout")
     def ping(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if dbapi_connection.driver_connection.is_closed():
+            raise DisconnectionError("the connection was closed")
         checked_in_at = record.info.get("checked_in_at")
         if checked_in_at is not None and time.monotonic() - checked_in_at < idle_seconds:
             return
         try:
             await_(dbapi_connection.driver_connection.fetchval("SELECT 1", timeout=timeout))
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        except PING_FAILURES as error:
             # Abort the socket: a polite close would wait on the silent server too.
             dbapi_connection.driver_connection.terminate()
             raise DisconnectionError("pre-ping failed") from error

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import asyncpg
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.util import greenlet_spawn
+
+from app.db.engine import BROKEN_CONNECTION
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -43,11 +46,36 @@ async def read_connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connecti
     assert driver is not None, "a checked-out connection has a driver connection"
     try:
         yield driver
-    except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
-        # The connection is broken: drop it (this also returns its slot to the pool).
-        await greenlet_spawn(pooled.invalidate)
+    except BROKEN_CONNECTION as error:
+        # The connection is broken: drop it (this also returns its slot to the pool). Unless it
+        # only timed out, drop the ones opened before it too, as SQLAlchemy's own Connection
+        # does on a disconnect: after a restart they are all dead (replaced at next checkout).
+        if isinstance(error, TimeoutError):
+            await greenlet_spawn(pooled.invalidate, error)
+        else:
+            await greenlet_spawn(engine.sync_engine.pool._invalidate, pooled, error)
         raise
     except BaseException:
         await greenlet_spawn(pooled.close)
         raise
     await greenlet_spawn(pooled.close)
+
+
+T = TypeVar("T")
+
+
+async def run_read(engine: AsyncEngine, read: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    """`read` on a pooled connection; once more on another if that one turned out broken.
+
+    After the server restarts or ends backends, a pooled connection can look alive until its
+    first statement fails (no ping vouched for it, see app.db.engine). A read may safely run
+    again; a timeout is not retried, it would only double the wait.
+    """
+    try:
+        async with read_connection(engine) as connection:
+            return await read(connection)
+    except BROKEN_CONNECTION as error:
+        if isinstance(error, TimeoutError):
+            raise
+    async with read_connection(engine) as connection:
+        return await read(connection)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.security import Role
+from app.db.session import run_read
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,14 +39,15 @@ class PrincipalCache:
         entry = self._entries.get(user_id)
         if entry is not None and entry[0] > now:
             return entry[1]
-        async with self._engine.connect() as connection:
-            row = (
-                await connection.execute(
-                    text("SELECT id, email, role FROM users WHERE id = :id AND is_active"),
-                    {"id": user_id},
-                )
-            ).first()
-        principal = Principal(id=row.id, email=row.email, role=Role(row.role)) if row else None
+        row = await run_read(
+            self._engine,
+            lambda connection: connection.fetchrow(
+                "SELECT id, email, role FROM users WHERE id = $1 AND is_active", user_id
+            ),
+        )
+        principal = (
+            Principal(id=row["id"], email=row["email"], role=Role(row["role"])) if row else None
+        )
         if len(self._entries) > 10_000:
             self._entries.clear()
         self._entries[user_id] = (now + self._ttl, principal)

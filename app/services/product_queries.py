@@ -25,7 +25,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.errors import ProductNotFound, Unprocessable
-from app.db.session import read_connection
+from app.db.session import run_read
 from app.models.product import SEARCH_CONFIG
 from app.services.pagination import CursorCodec
 
@@ -493,14 +493,14 @@ class ProductQueries:
         self.rank_window = rank_window
 
     async def get(self, product_id: int) -> ProductRow:
-        async with read_connection(self.engine) as connection:
-            return await get_product(connection, product_id)
+        return await run_read(self.engine, lambda connection: get_product(connection, product_id))
 
     async def page(
         self, *, filters: ProductFilters, sort: str | None, limit: int, cursor: str | None
     ) -> bytes:
-        async with read_connection(self.engine) as connection:
-            return await list_products(
+        return await run_read(
+            self.engine,
+            lambda connection: list_products(
                 connection,
                 self.codec,
                 filters=filters,
@@ -508,4 +508,5 @@ class ProductQueries:
                 limit=limit,
                 cursor=cursor,
                 rank_window=self.rank_window,
-            )
+            ),
+        )

@@ -1,0 +1,139 @@
+"""The database watch: aborts the pool when the server stops answering, and only then."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.core.config import Settings
+from app.db.engine import build_engine
+from app.db.watch import DatabaseWatch
+from tests.conftest import make_settings
+from tests.support.tcp_proxy import TcpProxy
+
+
+@pytest.fixture
+async def proxy(settings: Settings) -> AsyncIterator[TcpProxy]:
+    url = make_url(str(settings.database_url))
+    tcp_proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    await tcp_proxy.start()
+    yield tcp_proxy
+    await tcp_proxy.close()
+
+
+@pytest.fixture
+def watched_settings(settings: Settings, proxy: TcpProxy) -> Settings:
+    url = make_url(str(settings.database_url)).set(host="127.0.0.1", port=proxy.port)
+    return make_settings(
+        url.render_as_string(hide_password=False),
+        None,
+        db_pool_size=3,
+        db_ping_timeout=0.5,
+        db_connect_timeout=0.5,
+        db_ping_idle_seconds=60,
+        db_watch_interval_seconds=0.1,
+    )
+
+
+@pytest.fixture
+async def engine(watched_settings: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = build_engine(watched_settings)
+    yield engine
+    await engine.dispose()
+
+
+async def pooled_pids(engine: AsyncEngine, count: int) -> set[int]:
+    """Backend pids of `count` pool connections, checked out at once and returned."""
+    connections = [await engine.connect() for _ in range(count)]
+    try:
+        return {
+            (await c.execute(text("SELECT pg_backend_pid()"))).scalar_one() for c in connections
+        }
+    finally:
+        for connection in connections:
+            await connection.close()
+
+
+class TestAnswers:
+    async def test_yes_while_the_server_answers(
+        self, engine: AsyncEngine, watched_settings: Settings
+    ) -> None:
+        watch = DatabaseWatch(engine, watched_settings)
+        assert await watch.answers()
+        assert await watch.answers()  # on the connection it kept
+
+    async def test_a_closed_watch_connection_is_not_a_dead_server(
+        self, engine: AsyncEngine, watched_settings: Settings
+    ) -> None:
+        watch = DatabaseWatch(engine, watched_settings)
+        assert await watch.answers()
+        assert watch.own is not None
+        pid = watch.own.get_server_pid()
+        async with engine.connect() as connection:
+            killed = (
+                await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            ).scalar_one()
+        assert killed
+        assert await watch.answers()
+
+    async def test_no_when_the_server_is_silent_or_gone(
+        self, engine: AsyncEngine, watched_settings: Settings, proxy: TcpProxy
+    ) -> None:
+        watch = DatabaseWatch(engine, watched_settings)
+        assert await watch.answers()
+        await proxy.blackhole()
+        started = asyncio.get_running_loop().time()
+        assert not await watch.answers()
+        assert asyncio.get_running_loop().time() - started < 1.5  # the 0.5 s ping timeout
+        await proxy.refuse()
+        assert not await watch.answers()
+        await proxy.restore()
+        assert await watch.answers()
+
+
+class TestRun:
+    async def test_keeps_the_pool_while_the_server_answers(
+        self, engine: AsyncEngine, watched_settings: Settings
+    ) -> None:
+        watch = DatabaseWatch(engine, watched_settings)
+        before = await pooled_pids(engine, 3)
+        task = asyncio.create_task(watch.run())
+        try:
+            await asyncio.sleep(0.6)  # six rounds
+            assert await pooled_pids(engine, 3) == before
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert watch.own is None  # its connection went with it
+
+    async def test_aborts_a_query_stuck_on_a_silent_server(
+        self, engine: AsyncEngine, watched_settings: Settings, proxy: TcpProxy
+    ) -> None:
+        watch = DatabaseWatch(engine, watched_settings)
+        await pooled_pids(engine, 3)
+        task = asyncio.create_task(watch.run())
+        try:
+            async with engine.connect() as connection:  # just used: lent without a ping
+                await proxy.blackhole()
+                started = asyncio.get_running_loop().time()
+                with pytest.raises(DBAPIError) as raised:
+                    await connection.execute(text("SELECT 1"))
+                elapsed = asyncio.get_running_loop().time() - started
+            assert raised.value.connection_invalidated  # a disconnect: 503, and not pooled again
+            assert elapsed < 2.0  # interval 0.1 s + ping timeout 0.5 s, not the command timeout
+            assert all(c.is_closed() for c in watch.pooled)
+            await proxy.restore()
+            await asyncio.sleep(0.3)
+            async with engine.connect() as connection:  # the pool connects anew
+                assert (await connection.execute(text("SELECT 1"))).scalar_one() == 1
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
