@@ -21,12 +21,15 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import Environment, Settings
 from app.core.security import create_access_token, hash_password
 from app.db import bootstrap
 from app.main import create_app
 from app.services.login_throttle import LoginThrottle
+from tests.support.tcp_proxy import TcpProxy
 
 TEST_SECRET = "test-secret-key-0123456789-abcdefghijklmnop"
 PASSWORD = "correct horse battery staple"
@@ -188,3 +191,25 @@ async def editor(app: object, users: Users, settings: Settings) -> AsyncIterator
 async def viewer(app: object, users: Users, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     async with _client(app, bearer(settings, users.viewer, "viewer")) as c:
         yield c
+
+
+@pytest.fixture
+async def proxy(settings: Settings) -> AsyncIterator[TcpProxy]:
+    """A TCP proxy in front of the test database, which a test can cut or make silent."""
+    url = make_url(str(settings.database_url))
+    tcp_proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    await tcp_proxy.start()
+    yield tcp_proxy
+    await tcp_proxy.close()
+
+
+async def backend_pids(engine: AsyncEngine, count: int) -> list[int]:
+    """The server pids behind `count` pooled connections, checked out together, then returned."""
+    connections = [await engine.connect() for _ in range(count)]
+    try:
+        return [
+            (await c.execute(text("SELECT pg_backend_pid()"))).scalar_one() for c in connections
+        ]
+    finally:
+        for connection in connections:
+            await connection.close()

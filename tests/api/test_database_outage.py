@@ -14,18 +14,9 @@ from sqlalchemy.engine import make_url
 
 from app.core.config import Settings
 from app.main import create_app
-from tests.conftest import Users, bearer, make_settings
+from tests.conftest import Users, backend_pids, bearer, make_settings
 from tests.factories import product_data
 from tests.support.tcp_proxy import TcpProxy
-
-
-@pytest.fixture
-async def proxy(settings: Settings) -> AsyncIterator[TcpProxy]:
-    url = make_url(str(settings.database_url))
-    tcp_proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
-    await tcp_proxy.start()
-    yield tcp_proxy
-    await tcp_proxy.close()
 
 
 @pytest.fixture(params=[0.0], ids=["ping-always"])
@@ -111,19 +102,6 @@ class TestDatabaseOutage:
         assert (await outage_client.get("/products")).status_code == 200
 
 
-async def backend_pids(app: FastAPI, count: int) -> list[int]:
-    """The server pids behind `count` of the app's pooled connections (checked out together)."""
-    engine = app.state.engine
-    connections = [await engine.connect() for _ in range(count)]
-    try:
-        return [
-            (await c.execute(text("SELECT pg_backend_pid()"))).scalar_one() for c in connections
-        ]
-    finally:
-        for connection in connections:
-            await connection.close()
-
-
 @pytest.mark.parametrize("idle", [0.0, 60.0], ids=["ping-always", "ping-when-idle"])
 async def test_backends_ended_by_the_server_never_give_500(
     app: FastAPI, settings: Settings, users: Users, editor: httpx.AsyncClient, idle: float
@@ -154,7 +132,7 @@ async def test_backends_ended_by_the_server_never_give_500(
             reads: list[int] = []
             writes: list[int] = []
             for stock in range(3):
-                pids = await backend_pids(service, 4)
+                pids = await backend_pids(service.state.engine, 4)
                 killed = (
                     await admin.execute(
                         text(

@@ -14,17 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.core.config import Settings
 from app.db.engine import build_engine
 from app.db.watch import DatabaseWatch
-from tests.conftest import make_settings
+from tests.conftest import backend_pids, make_settings
 from tests.support.tcp_proxy import TcpProxy
-
-
-@pytest.fixture
-async def proxy(settings: Settings) -> AsyncIterator[TcpProxy]:
-    url = make_url(str(settings.database_url))
-    tcp_proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
-    await tcp_proxy.start()
-    yield tcp_proxy
-    await tcp_proxy.close()
 
 
 @pytest.fixture
@@ -46,18 +37,6 @@ async def engine(watched_settings: Settings) -> AsyncIterator[AsyncEngine]:
     engine = build_engine(watched_settings)
     yield engine
     await engine.dispose()
-
-
-async def pooled_pids(engine: AsyncEngine, count: int) -> set[int]:
-    """Backend pids of `count` pool connections, checked out at once and returned."""
-    connections = [await engine.connect() for _ in range(count)]
-    try:
-        return {
-            (await c.execute(text("SELECT pg_backend_pid()"))).scalar_one() for c in connections
-        }
-    finally:
-        for connection in connections:
-            await connection.close()
 
 
 class TestAnswers:
@@ -102,11 +81,11 @@ class TestRun:
         self, engine: AsyncEngine, watched_settings: Settings
     ) -> None:
         watch = DatabaseWatch(engine, watched_settings)
-        before = await pooled_pids(engine, 3)
+        before = set(await backend_pids(engine, 3))
         task = asyncio.create_task(watch.run())
         try:
             await asyncio.sleep(0.6)  # six rounds
-            assert await pooled_pids(engine, 3) == before
+            assert set(await backend_pids(engine, 3)) == before
         finally:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
@@ -117,7 +96,7 @@ class TestRun:
         self, engine: AsyncEngine, watched_settings: Settings, proxy: TcpProxy
     ) -> None:
         watch = DatabaseWatch(engine, watched_settings)
-        await pooled_pids(engine, 3)
+        await backend_pids(engine, 3)
         task = asyncio.create_task(watch.run())
         try:
             async with engine.connect() as connection:  # just used: lent without a ping

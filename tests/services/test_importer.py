@@ -215,6 +215,17 @@ def count_products(session: AsyncSession) -> Any:
     return session.execute(text("SELECT count(*) FROM products"))
 
 
+async def wait_on_a_lock(app: Any, pid: int) -> None:
+    """Until the server backend `pid` waits on a lock (bounded)."""
+    query = text("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :pid")
+    async with app.state.engine.connect() as watcher:
+        for _ in range(1000):
+            if (await watcher.execute(query, {"pid": pid})).scalar():
+                return
+            await asyncio.sleep(0.02)
+    raise AssertionError(f"backend {pid} never waited on a lock")
+
+
 @pytest.mark.usefixtures("users")
 class TestImportProducts:
     async def test_runs_in_the_callers_transaction(self, app: Any) -> None:
@@ -299,16 +310,7 @@ class TestImportProducts:
             second_import = asyncio.create_task(
                 importer.import_products(second, body(y, x), ImportFormat.ndjson)
             )
-            async with app.state.engine.connect() as watcher:
-                while not (
-                    await watcher.execute(
-                        text(
-                            "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :pid"
-                        ),
-                        {"pid": pid},
-                    )
-                ).scalar():
-                    await asyncio.sleep(0.02)
+            await wait_on_a_lock(app, pid)
             # ... while the first now wants Y: a cycle, which PostgreSQL breaks.
             outcomes = await asyncio.gather(
                 importer.import_products(first, body(y), ImportFormat.ndjson),
@@ -374,16 +376,7 @@ class TestImportProducts:
             second_import = asyncio.create_task(
                 importer.import_products(second, chunks_of(changed), ImportFormat.ndjson)
             )
-            async with app.state.engine.connect() as watcher:
-                while not (
-                    await watcher.execute(
-                        text(
-                            "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :pid"
-                        ),
-                        {"pid": pid},
-                    )
-                ).scalar():
-                    await asyncio.sleep(0.02)
+            await wait_on_a_lock(app, pid)
             await first.commit()
             report = await second_import
             await second.commit()
