@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Coroutine
-from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 
+from app.core import exact_json
 from app.schemas.problem import Problem
-
-_MAX_INT_DIGITS = 40
-
-
-def _parse_int(text: str) -> int | Decimal:
-    # Python refuses to parse integers of more than 4300 digits (a 400 deep inside FastAPI);
-    # as a Decimal the schema's range check answers 422 like for any other out-of-range value.
-    return int(text) if len(text) <= _MAX_INT_DIGITS else Decimal(text)
-
-
-def _reject_constant(name: str) -> None:
-    raise json.JSONDecodeError(f"{name} is not valid JSON", name, 0)
 
 
 class DecimalJSONRequest(Request):
@@ -30,12 +17,7 @@ class DecimalJSONRequest(Request):
 
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
-            self._json = json.loads(
-                await self.body(),
-                parse_float=Decimal,
-                parse_int=_parse_int,
-                parse_constant=_reject_constant,
-            )
+            self._json = exact_json.loads(await self.body())
         return self._json
 
 
