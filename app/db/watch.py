@@ -43,11 +43,19 @@ class DatabaseWatch:
         self.pooled.add(dbapi_connection.driver_connection)
 
     async def run(self) -> None:
+        answering = True
         try:
             while True:
                 await asyncio.sleep(self.interval)
-                if not await self.answers():
-                    self.abort_pool()
+                if await self.answers():
+                    if not answering:
+                        log.info("database answering again")
+                    answering = True
+                    continue
+                aborted = self.abort_pool()
+                if answering or aborted:  # one line per outage, not one a second
+                    log.warning("database not answering: pool connections aborted", aborted=aborted)
+                answering = False
         finally:
             self._drop_own()
 
@@ -75,12 +83,13 @@ class DatabaseWatch:
                     return False
         return False
 
-    def abort_pool(self) -> None:
+    def abort_pool(self) -> int:
+        """Abort every open connection of the pool; how many there were."""
         alive = [connection for connection in self.pooled if not connection.is_closed()]
         for connection in alive:
             # Abort, not close: a polite close would wait on the silent server too.
             connection.terminate()
-        log.warning("database not answering: pool connections aborted", aborted=len(alive))
+        return len(alive)
 
     def _drop_own(self) -> None:
         if self.own is not None:

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import Settings
+from app.core.logging import configure_logging
 from app.db.engine import build_engine
 from app.db.watch import DatabaseWatch
 from tests.conftest import backend_pids, make_settings
@@ -30,6 +31,12 @@ def watched_settings(settings: Settings, proxy: TcpProxy) -> Settings:
         db_ping_idle_seconds=60,
         db_watch_interval_seconds=0.1,
     )
+
+
+@pytest.fixture
+def service_logging() -> None:
+    """Log lines go through the standard library, as in the service (and so reach caplog)."""
+    configure_logging()
 
 
 @pytest.fixture
@@ -116,3 +123,27 @@ class TestRun:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
+
+    @pytest.mark.usefixtures("service_logging")
+    async def test_one_warning_per_outage_and_one_line_when_back(
+        self,
+        engine: AsyncEngine,
+        watched_settings: Settings,
+        proxy: TcpProxy,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        watch = DatabaseWatch(engine, watched_settings)
+        task = asyncio.create_task(watch.run())
+        try:
+            await asyncio.sleep(0.3)
+            await proxy.refuse()
+            await asyncio.sleep(0.8)  # several rounds while the server is gone
+            await proxy.restore()
+            await asyncio.sleep(0.5)
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        lines = [record.getMessage() for record in caplog.records if record.name == "app.db"]
+        assert sum("database not answering" in line for line in lines) == 1, lines
+        assert sum("database answering again" in line for line in lines) == 1, lines
