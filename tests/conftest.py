@@ -203,6 +203,12 @@ async def proxy(settings: Settings) -> AsyncIterator[TcpProxy]:
     await tcp_proxy.close()
 
 
+def settings_through(proxy: TcpProxy, settings: Settings, **overrides: object) -> Settings:
+    """Settings like the suite's, but reaching the database through `proxy` and without Redis."""
+    url = make_url(str(settings.database_url)).set(host="127.0.0.1", port=proxy.port)
+    return make_settings(url.render_as_string(hide_password=False), None, **overrides)
+
+
 async def backend_pids(engine: AsyncEngine, count: int) -> list[int]:
     """The server pids behind `count` pooled connections, checked out together, then returned."""
     connections = [await engine.connect() for _ in range(count)]

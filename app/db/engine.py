@@ -32,6 +32,12 @@ BROKEN_CONNECTION: tuple[type[Exception], ...] = (
 PING_FAILURES: tuple[type[Exception], ...] = (*BROKEN_CONNECTION, asyncpg.PostgresError)
 
 
+def is_disconnect(error: BaseException) -> bool:
+    """A broken connection that is gone, not one that only timed out: after a disconnect the
+    connections opened before it are suspect too, and a read may safely run again."""
+    return isinstance(error, BROKEN_CONNECTION) and not isinstance(error, TimeoutError)
+
+
 def build_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
     statement_timeout_s = settings.db_statement_timeout_ms / 1000
     engine = create_async_engine(
@@ -59,7 +65,7 @@ def build_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
 
 
 def _broken_is_a_disconnect(engine: AsyncEngine) -> None:
-    """Let SQLAlchemy treat every BROKEN_CONNECTION error as a disconnect.
+    """Let SQLAlchemy treat every `is_disconnect` error as one.
 
     It knows most, not the InternalClientError of a connection the server has just closed;
     a disconnect drops the connection and those opened before it instead of pooling them again.
@@ -67,9 +73,7 @@ def _broken_is_a_disconnect(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "handle_error")
     def broken(context: Any) -> None:
-        if isinstance(context.original_exception, BROKEN_CONNECTION) and not isinstance(
-            context.original_exception, TimeoutError
-        ):
+        if is_disconnect(context.original_exception):
             context.is_disconnect = True
 
 

@@ -11,7 +11,7 @@ from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.util import greenlet_spawn
 
-from app.db.engine import BROKEN_CONNECTION
+from app.db.engine import BROKEN_CONNECTION, is_disconnect
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -50,10 +50,10 @@ async def read_connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connecti
         # The connection is broken: drop it (this also returns its slot to the pool). Unless it
         # only timed out, drop the ones opened before it too, as SQLAlchemy's own Connection
         # does on a disconnect: after a restart they are all dead (replaced at next checkout).
-        if isinstance(error, TimeoutError):
-            await greenlet_spawn(pooled.invalidate, error)
-        else:
+        if is_disconnect(error):
             await greenlet_spawn(engine.sync_engine.pool._invalidate, pooled, error)
+        else:
+            await greenlet_spawn(pooled.invalidate, error)
         raise
     except BaseException:
         await greenlet_spawn(pooled.close)
@@ -75,7 +75,7 @@ async def run_read(engine: AsyncEngine, read: Callable[[asyncpg.Connection], Awa
         async with read_connection(engine) as connection:
             return await read(connection)
     except BROKEN_CONNECTION as error:
-        if isinstance(error, TimeoutError):
+        if not is_disconnect(error):
             raise
     async with read_connection(engine) as connection:
         return await read(connection)

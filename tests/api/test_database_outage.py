@@ -10,11 +10,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from app.core.config import Settings
 from app.main import create_app
-from tests.conftest import Users, backend_pids, bearer, make_settings
+from tests.conftest import Users, backend_pids, bearer, make_settings, settings_through
 from tests.factories import product_data
 from tests.support.tcp_proxy import TcpProxy
 
@@ -23,10 +22,9 @@ from tests.support.tcp_proxy import TcpProxy
 async def outage_client(
     proxy: TcpProxy, settings: Settings, users: Users, request: pytest.FixtureRequest
 ) -> AsyncIterator[httpx.AsyncClient]:
-    url = make_url(str(settings.database_url)).set(host="127.0.0.1", port=proxy.port)
-    app_settings = make_settings(
-        url.render_as_string(hide_password=False),
-        None,
+    app_settings = settings_through(
+        proxy,
+        settings,
         db_pool_size=2,
         db_max_overflow=0,
         db_pool_timeout=2,

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -15,16 +14,15 @@ from app.core.config import Settings
 from app.core.logging import configure_logging
 from app.db.engine import build_engine
 from app.db.watch import DatabaseWatch
-from tests.conftest import backend_pids, make_settings
+from tests.conftest import backend_pids, settings_through
 from tests.support.tcp_proxy import TcpProxy
 
 
 @pytest.fixture
 def watched_settings(settings: Settings, proxy: TcpProxy) -> Settings:
-    url = make_url(str(settings.database_url)).set(host="127.0.0.1", port=proxy.port)
-    return make_settings(
-        url.render_as_string(hide_password=False),
-        None,
+    return settings_through(
+        proxy,
+        settings,
         db_pool_size=3,
         db_ping_timeout=0.5,
         db_connect_timeout=0.5,
