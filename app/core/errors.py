@@ -172,7 +172,7 @@ class NotAcceptable(DomainError):
 
 
 class ImportFileInvalid(Unprocessable):
-    """The import file as a whole is unusable (bad CSV header, overlong line): nothing applied."""
+    """The import file as a whole is unusable (a bad CSV header): nothing applied."""
 
     title = "Import file invalid"
     type_slug = "import-file-invalid"

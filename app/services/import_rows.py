@@ -6,6 +6,11 @@
   straight from its bytes, see `_FastRow`; the errors always come from the exact way.)
 - Lines count from 1, blank lines included; a CSV header is line 1, and a CSV record that spans
   lines (a quoted newline) is reported at the line where it starts.
+- Whatever is wrong with a line or record is a row error at its line, and the next line is read
+  as usual: malformed JSON or CSV, invalid UTF-8, nesting past `exact_json.MAX_JSON_DEPTH`, a
+  line or record over MAX_RECORD_BYTES (its rest is skipped unread; for a quoted field that
+  never closes, reading goes on at the line after the one that passed the limit). Only a bad
+  CSV header rejects the file.
 
 CSV: UTF-8 (a leading BOM is allowed), comma-separated, RFC 4180 quoting. The header names the
 columns in any order: sku, name, price and currency are required; description, stock, status,
@@ -40,17 +45,26 @@ Checked = tuple[int, Record | str]  # (line, record) or (line, what is wrong)
 
 
 async def lines_of(chunks: AsyncIterable[bytes]) -> AsyncIterator[list[bytes]]:
-    """The body's lines, a chunk's worth at a time, each ending in b"\\n" but the last."""
+    """The body's lines, a chunk's worth at a time, each ending in b"\\n" but the last.
+
+    A line longer than MAX_RECORD_BYTES may come cut to MAX_RECORD_BYTES + 1 bytes (still too
+    long, for the row readers to report): memory stays bounded however long it is.
+    """
     buffer = b""
+    skipping = False  # inside a line already cut: drop bytes up to its end
     async for chunk in chunks:
+        if skipping:
+            end = chunk.find(b"\n")
+            if end == -1:
+                continue
+            chunk, skipping = chunk[end:], False
         buffer += chunk
-        if b"\n" not in chunk:
-            if len(buffer) > MAX_RECORD_BYTES:
-                raise ImportFileInvalid(f"A line is longer than {MAX_RECORD_BYTES} bytes")
-            continue
-        lines = buffer.split(b"\n")
-        buffer = lines.pop()
-        yield [line + b"\n" for line in lines]
+        if b"\n" in chunk:
+            lines = buffer.split(b"\n")
+            buffer = lines.pop()
+            yield [line + b"\n" for line in lines]
+        if len(buffer) > MAX_RECORD_BYTES:
+            buffer, skipping = buffer[: MAX_RECORD_BYTES + 1], True
     if buffer:
         yield [buffer]
 
@@ -67,7 +81,8 @@ def _has_float(value: Any) -> bool:
 def _json_row(raw: bytes) -> Any:
     # orjson is several times faster; fall back to the exact parser whenever orjson made a float
     # (money must never pass through one; nor integers past 64 bits, which orjson turns into
-    # floats) or refused the line.
+    # floats) or refused the line. The depth check first: orjson would take 1,024 levels.
+    exact_json.check_depth(raw)
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -75,13 +90,21 @@ def _json_row(raw: bytes) -> Any:
     return exact_json.loads(raw) if _has_float(value) else value
 
 
+def _too_long(what: str) -> str:
+    return f"the {what} is longer than {MAX_RECORD_BYTES} bytes"
+
+
 class NdjsonRows:
     def __init__(self) -> None:
         self.line = 0
 
-    def _raw(self, lines: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
+    def _raw(self, lines: Iterable[bytes]) -> Iterator[tuple[int, bytes | None]]:
+        """Each non-blank line, stripped; None for one too long to read."""
         for raw in lines:
             self.line += 1
+            if len(raw) > MAX_RECORD_BYTES + 1:  # + 1: its b"\n"
+                yield self.line, None
+                continue
             if self.line == 1 and raw.startswith(BOM):
                 raw = raw[len(BOM) :]
             raw = raw.strip()
@@ -91,11 +114,14 @@ class NdjsonRows:
     def feed(self, lines: Iterable[bytes]) -> Iterator[Parsed]:
         """Each line parsed as the API parses a request body."""
         for line, raw in self._raw(lines):
-            yield line, _ndjson_fields(raw)
+            yield line, _too_long("line") if raw is None else _ndjson_fields(raw)
 
     def check(self, lines: Iterable[bytes]) -> Iterator[Checked]:
         """Each line validated: by the fast path if it says yes, else parsed as by `feed`."""
         for line, raw in self._raw(lines):
+            if raw is None:
+                yield line, _too_long("line")
+                continue
             record = _fast_record(line, raw)
             if record is not None:
                 yield line, record
@@ -112,6 +138,8 @@ def _ndjson_fields(raw: bytes) -> dict[str, Any] | str:
         value = _json_row(raw)
     except UnicodeDecodeError:
         return "the line is not valid UTF-8"
+    except exact_json.Refused as error:
+        return error.msg
     except ValueError as error:
         return f"not valid JSON: {str(error)[:200]}"
     if not isinstance(value, dict):
@@ -123,6 +151,8 @@ def _csv_tags(cell: str) -> Any:
     if cell.lstrip().startswith("["):
         try:
             return exact_json.loads(cell)
+        except exact_json.Refused:
+            raise
         except ValueError:
             return cell  # the schema says what is wrong with it
     return cell.split("|") if cell else []
@@ -133,6 +163,8 @@ def _csv_attributes(cell: str) -> Any:
         return {}
     try:
         return exact_json.loads(cell)
+    except exact_json.Refused:
+        raise
     except ValueError:
         return cell
 
@@ -184,16 +216,21 @@ class CsvRows:
             self.pending.append(raw)
             self.pending_size += len(raw)
             self.quoted = _ends_quoted(raw, self.quoted)
-            if self.quoted:
-                if self.pending_size > MAX_RECORD_BYTES:
-                    raise ImportFileInvalid(
-                        f"The record at line {self.pending_start} is longer than "
-                        f"{MAX_RECORD_BYTES} bytes (an unclosed quote?)"
-                    )
+            too_long = self.pending_size > MAX_RECORD_BYTES + 1  # + 1: its b"\n"
+            if self.quoted and not too_long:
                 continue
             record = b"".join(self.pending)
             self.pending, self.pending_size = [], 0
-            yield from self._record(self.pending_start, record)
+            if not too_long:
+                yield from self._record(self.pending_start, record)
+            elif self.header is None:
+                raise ImportFileInvalid(f"The CSV header is longer than {MAX_RECORD_BYTES} bytes")
+            else:
+                # A quote that never closes would take the rest of the file: reading goes on
+                # at the next line, as if it had closed.
+                unclosed = " (an unclosed quote?)" if self.quoted else ""
+                self.quoted = False
+                yield self.pending_start, _too_long("record") + unclosed
 
     def check(self, lines: Iterable[bytes]) -> Iterator[Checked]:
         """Each record validated with the schema."""
@@ -234,7 +271,11 @@ class CsvRows:
             if name in READ_ONLY_FIELDS or (name in _CSV_DEFAULT_WHEN_EMPTY and cell == ""):
                 continue
             convert = _CSV_CELL.get(name)
-            row[name] = convert(cell) if convert else cell
+            try:
+                row[name] = convert(cell) if convert else cell
+            except exact_json.Refused as error:
+                yield line, f"{name}: {error.msg}"
+                return
         yield line, row
 
 
