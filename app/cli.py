@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from app.core.config import get_settings
+from app.core.config import MissingSecretKey, get_settings
 from app.core.logging import configure_logging, get_logger
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ class _CatalogGroup(click.Group):
 
         try:
             return super().invoke(ctx)
+        except MissingSecretKey as error:
+            raise click.ClickException(str(error)) from None
         except (OSError, asyncpg.PostgresError, DBAPIError) as error:
             if isinstance(error, OSError) and error.filename is not None:
                 raise  # a file, not the database
@@ -49,7 +52,16 @@ class _CatalogGroup(click.Group):
 @click.group(cls=_CatalogGroup)
 def main() -> None:
     """Product catalog service."""
-    settings = get_settings()
+    from pydantic import ValidationError
+
+    try:
+        settings = get_settings()
+    except ValidationError as error:
+        # loc and msg only: the input may be SECRET_KEY itself.
+        reasons = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors()
+        )
+        raise click.ClickException(f"invalid settings: {reasons}") from None
     configure_logging(settings.log_level, settings.log_format)
 
 
@@ -87,6 +99,8 @@ def _serve(host: str, port: int, workers: int) -> None:
     import uvicorn
 
     settings = get_settings()
+    if settings.signing_secret is None:  # refuse here in one line, not in each worker
+        raise MissingSecretKey
     # uvicorn drains, closes the app, then raises SIGTERM again so the default handler ends
     # the process with -15; after a clean drain that is a normal exit, so make it 0.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
@@ -231,15 +245,22 @@ async def _create_user(data: UserCreate) -> int:
 
 @main.command()
 @click.option("--data-dir", type=click.Path(path_type=Path), default=Path(".data/postgres"))
+@click.option("--key-file", type=click.Path(path_type=Path), default=Path(".data/secret_key"))
 @click.option("--local-port", type=int, default=5432, show_default=True)
-def dev(data_dir: Path, local_port: int) -> None:
+def dev(data_dir: Path, key_file: Path, local_port: int) -> None:
     """What `make run` does: find a database, create and migrate it, then serve.
 
     The database is DATABASE_URL when set, else PostgreSQL on localhost:LOCAL_PORT, else an
-    embedded PostgreSQL under DATA_DIR (development only).
+    embedded PostgreSQL under DATA_DIR (development only). Without SECRET_KEY the key is
+    KEY_FILE's, made at random on the first run, so tokens outlive a restart.
     """
     from app.db import bootstrap
 
+    # From here on: a SIGTERM while the embedded server starts or migrations run must still
+    # reach the atexit hook that stops that server.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    if get_settings().signing_secret is None:
+        os.environ["SECRET_KEY"] = dev_secret_key(key_file)
     if "DATABASE_URL" in os.environ or (Path(".env").exists() and _env_file_sets_database()):
         url = str(get_settings().database_url)
     elif bootstrap.port_open("127.0.0.1", local_port):
@@ -257,3 +278,31 @@ def _env_file_sets_database() -> bool:
     return any(
         line.strip().startswith("DATABASE_URL=") for line in Path(".env").read_text().splitlines()
     )
+
+
+def dev_secret_key(path: Path) -> str:
+    """The key kept in PATH (mode 0600), made at random when PATH does not exist yet."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Written whole under another name, then linked: a concurrent run sees no half file,
+        # and of two runs racing, one key wins and both use it.
+        fd, draft = tempfile.mkstemp(dir=path.parent, prefix=".secret_key.")  # mode 0600
+        try:
+            with os.fdopen(fd, "w") as file:
+                file.write(secrets.token_urlsafe(48) + "\n")
+            try:
+                os.link(draft, path)
+                log.warning("SECRET_KEY is not set: generated a development key", path=str(path))
+            except FileExistsError:
+                pass
+        finally:
+            os.unlink(draft)
+        return dev_secret_key(path)
+    if mode & 0o077:
+        raise click.ClickException(f"{path} is readable by others: `chmod 600` it or remove it")
+    key = path.read_text().strip()
+    if not key:
+        raise click.ClickException(f"{path} is empty: remove it and a new key is made")
+    return key

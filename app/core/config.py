@@ -11,8 +11,26 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"
 MIN_SECRET_KEY_LENGTH = 32
+# Example values published in this repository and its history; never a production key.
+PLACEHOLDER_SECRET_KEYS = frozenset(
+    {
+        "dev-insecure-secret-key-change-me",  # the old built-in default
+        "change-me-in-production-please-32chars",  # docker-compose.yml's old default
+        "CHANGE_ME",  # deploy/k8s/secret.example.yaml
+    }
+)
+
+
+class MissingSecretKey(RuntimeError):
+    """Raised where a signing key is needed and SECRET_KEY is not set."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "SECRET_KEY is not set: it signs access tokens and cursors, so the service does not "
+            "start without it. Set it to a long random value (python -c 'import secrets; "
+            "print(secrets.token_urlsafe(48))'); `make run` makes one under .data/ for development."
+        )
 
 
 class Environment(StrEnum):
@@ -23,7 +41,11 @@ class Environment(StrEnum):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        hide_input_in_errors=True,  # the input holds SECRET_KEY and passwords
     )
 
     environment: Environment = Environment.development
@@ -58,7 +80,9 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = None
 
-    secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
+    # Read from SECRET_KEY. Optional here so that commands which sign nothing (migrate, seed,
+    # import, create-user) run without it; whatever signs reads `secret_key`, which refuses.
+    signing_secret: SecretStr | None = Field(default=None, validation_alias="secret_key")
     access_token_ttl_seconds: int = Field(default=900, ge=30, le=86_400)
     refresh_token_ttl_seconds: int = Field(default=14 * 86_400, ge=60)
     jwt_issuer: str = "catalog-service"
@@ -107,18 +131,34 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _strong_secret_in_production(self) -> Self:
-        if self.environment is Environment.production:
-            key = self.secret_key.get_secret_value()
-            if key == DEV_SECRET_KEY or len(key) < MIN_SECRET_KEY_LENGTH or len(set(key)) < 10:
+        if self.environment is Environment.production and self.signing_secret is not None:
+            if _weak_secret(self.signing_secret.get_secret_value()):
                 raise ValueError(
-                    "SECRET_KEY must be set to a random value of at least "
-                    f"{MIN_SECRET_KEY_LENGTH} characters in production"
+                    "SECRET_KEY must be a random value of at least "
+                    f"{MIN_SECRET_KEY_LENGTH} characters in production, not an example"
                 )
         return self
 
     @property
+    def secret_key(self) -> SecretStr:
+        """The signing key; MissingSecretKey when SECRET_KEY is unset (there is no default)."""
+        if self.signing_secret is None:
+            raise MissingSecretKey
+        return self.signing_secret
+
+    @property
     def is_production(self) -> bool:
         return self.environment is Environment.production
+
+
+def _weak_secret(key: str) -> bool:
+    folded = "".join(c for c in key.lower() if c.isalnum())
+    return (
+        key in PLACEHOLDER_SECRET_KEYS
+        or "changeme" in folded
+        or len(key) < MIN_SECRET_KEY_LENGTH
+        or len(set(key)) < 10
+    )
 
 
 @lru_cache

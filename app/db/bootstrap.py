@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from pathlib import Path
 from urllib.parse import quote
@@ -92,6 +93,11 @@ def embedded_database_url(data_dir: Path, database: str = "catalog") -> str:
     """Start (or reuse) a PostgreSQL under `data_dir` with pgserver. Development only."""
     from pgserver import postgres_server
 
+    # pgserver logs every initdb/pg_ctl command line and its output at INFO; its failures
+    # come at ERROR with the server's log, which is what a developer needs to see.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    # pgserver creates DATA_DIR but not its parents (a fresh clone has no .data/).
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
     server = postgres_server.get_server(str(data_dir), cleanup_mode="stop")
     socket_dir = make_url(server.get_uri()).query.get("host")
     log.warning(

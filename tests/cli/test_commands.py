@@ -10,8 +10,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -23,18 +21,12 @@ from app.db import bootstrap
 CATALOG = str(Path(sys.executable).parent / "catalog")
 
 
-@pytest.fixture
-def fresh_database_url(database_url: str) -> Iterator[str]:
-    url = make_url(database_url).set(database=f"catalog_cli_{uuid.uuid4().hex[:8]}")
-    rendered = url.render_as_string(hide_password=False)
-    yield rendered
-    asyncio.run(bootstrap.drop_database(rendered))
-
-
 def run(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The command without SECRET_KEY: migrate, seed, import and create-user sign nothing."""
+    inherited = {key: value for key, value in os.environ.items() if key != "SECRET_KEY"}
     return subprocess.run(
         [CATALOG, *args],
-        env={**os.environ, **env},
+        env={**inherited, **env},
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -122,14 +114,15 @@ def test_seed_makes_varied_realistic_products(fresh_database_url: str) -> None:
 
 @pytest.mark.slow
 def test_dev_runner_falls_back_to_an_embedded_postgres(tmp_path: Path) -> None:
-    """`make run` with no DATABASE_URL and nothing on the local port starts pgserver."""
+    """`make run` with no DATABASE_URL and nothing on the local port starts pgserver, under a
+    data directory whose parent does not exist yet (a fresh clone has no .data/)."""
     port = free_port()
-    env = {
-        k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "PROMETHEUS_MULTIPROC_DIR"}
-    }
-    env.update({"PORT": str(port), "SECRET_KEY": "dev-runner-test-secret-0123456789abcdef"})
+    dropped = {"DATABASE_URL", "PROMETHEUS_MULTIPROC_DIR", "SECRET_KEY"}
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
+    env["PORT"] = str(port)
+    data_dir = tmp_path / "not-yet" / "pg"
     process = subprocess.Popen(
-        [CATALOG, "dev", "--data-dir", str(tmp_path / "pg"), "--local-port", str(free_port())],
+        [CATALOG, "dev", "--data-dir", str(data_dir), "--local-port", str(free_port())],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.PIPE,
@@ -152,3 +145,5 @@ def test_dev_runner_falls_back_to_an_embedded_postgres(tmp_path: Path) -> None:
         output, _ = process.communicate(timeout=60)
     assert "EMBEDDED PostgreSQL" in output
     assert process.returncode == 0, output
+    assert (data_dir / "PG_VERSION").exists()
+    assert not (data_dir / "postmaster.pid").exists(), "the embedded server was not stopped"

@@ -3,29 +3,54 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from app.core.config import Settings
+from app.core.config import MissingSecretKey, Settings
 
 
 def build(**values: object) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
 
 
-class TestProductionSecret:
-    def test_default_secret_is_refused_in_production(self) -> None:
-        with pytest.raises(ValidationError, match="SECRET_KEY"):
-            build(environment="production")
+STRONG = "Zq8v-3kLx_P0wN7yR2tB5mJ9cH4dF6gS"
 
-    @pytest.mark.parametrize("secret", ["short", "a" * 64, "abcabcabcabcabcabcabcabcabcabcabc"])
-    def test_weak_secret_is_refused_in_production(self, secret: str) -> None:
+
+class TestSecretKey:
+    @pytest.mark.parametrize("environment", ["development", "test", "production"])
+    def test_there_is_no_default_key(self, environment: str) -> None:
+        settings = build(environment=environment)  # migrate, seed, import need no key
+        with pytest.raises(MissingSecretKey, match="SECRET_KEY is not set"):
+            settings.secret_key  # noqa: B018
+
+    @pytest.mark.parametrize(
+        "placeholder",
+        [
+            "dev-insecure-secret-key-change-me",  # the old built-in default
+            "change-me-in-production-please-32chars",  # the old docker-compose default
+            "CHANGE_ME",  # deploy/k8s/secret.example.yaml
+            "Change-Me-0123456789-abcdefghijklmnop",  # long, varied, and still an example
+        ],
+    )
+    def test_published_examples_are_refused_in_production(self, placeholder: str) -> None:
+        with pytest.raises(ValidationError, match="SECRET_KEY") as raised:
+            build(environment="production", secret_key=placeholder)
+        assert placeholder not in str(raised.value)  # the error may reach a log
+
+    @pytest.mark.parametrize(
+        "secret", ["short", STRONG[:31], "a" * 64, "abcabcabcabcabcabcabcabcabcabcabc"]
+    )
+    def test_short_or_low_entropy_keys_are_refused_in_production(self, secret: str) -> None:
         with pytest.raises(ValidationError, match="SECRET_KEY"):
             build(environment="production", secret_key=secret)
 
-    def test_strong_secret_is_accepted(self) -> None:
-        settings = build(environment="production", secret_key="Zq8v-3kLx_P0wN7yR2tB5mJ9cH4dF6gS")
-        assert settings.is_production
+    def test_a_strong_key_is_accepted_in_production(self) -> None:
+        settings = build(environment="production", secret_key=STRONG)
+        assert settings.secret_key.get_secret_value() == STRONG
 
-    def test_default_secret_is_fine_in_development(self) -> None:
-        assert not build().is_production
+    def test_read_from_the_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("SECRET_KEY", STRONG)
+        assert build(environment="production").secret_key.get_secret_value() == STRONG
+
+    def test_any_key_outside_production(self) -> None:
+        assert build(secret_key="short").secret_key.get_secret_value() == "short"
 
 
 class TestSettingsValidation:
