@@ -26,6 +26,7 @@ from app.core.logging import configure_logging, get_logger
 from app.core.security import AccessTokenVerifier
 from app.db.engine import build_engine, build_sessionmaker
 from app.db.watch import DatabaseWatch
+from app.services.bulk_capacity import BulkCapacity
 from app.services.idempotency import purge_periodically
 from app.services.login_throttle import LoginThrottle
 from app.services.pagination import CursorCodec
@@ -44,6 +45,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine = build_engine(settings)
     app.state.engine = engine
     app.state.sessionmaker = build_sessionmaker(engine)
+    # Exports and imports: a pool of their own, one connection per bulk slot.
+    bulk_engine = build_engine(
+        settings.model_copy(update={"db_pool_size": settings.bulk_pool_size, "db_max_overflow": 0})
+    )
+    app.state.bulk_engine = bulk_engine
+    app.state.bulk_sessionmaker = build_sessionmaker(bulk_engine)
+    app.state.bulk_capacity = BulkCapacity.from_settings(settings)
     app.state.principals = PrincipalCache(engine)
     app.state.product_queries = ProductQueries(
         engine, app.state.cursor_codec, rank_window=settings.search_rank_window
@@ -76,6 +84,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                     await task
         if app.state.redis is not None:
             await app.state.redis.aclose()
+        await bulk_engine.dispose()
         await engine.dispose()
         log.info("stopped: connection pool closed")
         metrics_process_stopped()

@@ -75,6 +75,18 @@ class Settings(BaseSettings):
         default=1.0, gt=0, description="how often app.db.watch pings the server"
     )
     db_statement_timeout_ms: int = Field(default=15_000, ge=0)
+    # Exports and imports run on a pool of their own, one connection per slot, so slow bulk
+    # clients never take the connections other requests need (app.services.bulk_capacity).
+    # Per process: each worker has its own slots and pool.
+    bulk_pool_size: int = Field(default=4, ge=1, description="exports and imports at once")
+    bulk_max_per_user: int = Field(default=2, ge=1, description="bulk operations per user at once")
+    bulk_queue_seconds: float = Field(
+        default=1.0, ge=0, description="wait for a free bulk slot before answering 503"
+    )
+    # Also bounds how long an export's REPEATABLE READ snapshot holds back vacuum.
+    bulk_export_deadline_seconds: float = Field(
+        default=600.0, gt=0, description="an export still streaming after this is cut off"
+    )
     search_rank_window: int = Field(
         default=200, ge=1, le=10_000, description="newest matches a search ranks by relevance"
     )

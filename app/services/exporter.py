@@ -8,16 +8,19 @@ object), so importing an export changes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from enum import StrEnum
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncEngine
+from asyncpg.transaction import Transaction
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.schemas.product import WRITABLE_COLUMNS
+from app.services.bulk_capacity import BulkLease
 from app.services.product_queries import PRODUCT_JSON
 
 BATCH_ROWS = 1_000
@@ -80,21 +83,86 @@ async def export_products(
         yield buffer.getvalue().encode()
 
 
-async def stream_export(engine: AsyncEngine, fmt: ExportFormat) -> AsyncIterator[bytes]:
-    """The export on a connection of its own, held for the whole stream and always released.
+class ExportStream:
+    """One export: a bulk slot, a connection and a REPEATABLE READ snapshot, all opened before
+    the response starts (a busy service or a database outage is still a problem response) and
+    released by `close()`, exactly once, however the stream ends.
 
-    The request's session has committed before a streamed body starts, so the stream checks out
-    its own pooled connection. A stream cut short (the client went away) may leave the
-    connection mid-transaction: it is then discarded, never handed back to the pool dirty.
+    The request's session has committed before a streamed body starts, so the stream holds a
+    connection of its own, from the bulk pool, with one transaction for the whole stream: every
+    row comes from one snapshot. `deadline` (event-loop time) is when the response must cut the
+    stream off, so that a client reading slowly cannot hold the connection for longer.
     """
-    async with engine.connect() as connection:
-        raw = await connection.get_raw_connection()
-        driver = raw.driver_connection
-        assert isinstance(driver, asyncpg.Connection)
+
+    def __init__(
+        self,
+        lease: BulkLease,
+        connection: AsyncConnection,
+        driver: asyncpg.Connection,
+        transaction: Transaction,
+        fmt: ExportFormat,
+        deadline: float,
+    ) -> None:
+        self.lease = lease
+        self._connection = connection
+        self._driver = driver
+        self._transaction = transaction
+        self.fmt = fmt
+        self.deadline = deadline
+        self.finished = False
+        self.sent_bytes = 0
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls, engine: AsyncEngine, lease: BulkLease, fmt: ExportFormat, *, deadline_seconds: float
+    ) -> ExportStream:
+        """Check out a connection and start the snapshot; on any failure the lease goes back."""
         try:
-            async with driver.transaction(isolation="repeatable_read", readonly=True):
-                async for chunk in export_products(driver, fmt):
-                    yield chunk
-        finally:
-            if driver.is_closed() or driver.is_in_transaction():
+            deadline = asyncio.get_running_loop().time() + deadline_seconds
+            connection = await engine.connect()
+        except BaseException:
+            lease.release()
+            raise
+        try:
+            raw = await connection.get_raw_connection()
+            driver = raw.driver_connection
+            assert isinstance(driver, asyncpg.Connection)
+            transaction = driver.transaction(isolation="repeatable_read", readonly=True)
+            await transaction.start()
+        except BaseException:
+            try:
                 await connection.invalidate()
+                await connection.close()
+            finally:
+                lease.release()
+            raise
+        return cls(lease, connection, driver, transaction, fmt, deadline)
+
+    async def chunks(self) -> AsyncGenerator[bytes]:
+        async for chunk in export_products(self._driver, self.fmt):
+            yield chunk
+            self.sent_bytes += len(chunk)
+        self.finished = True
+
+    async def close(self) -> None:
+        """Give the connection and the slot back. A stream cut short (the client went away, the
+        deadline passed) may leave the connection mid-query: it is then discarded, never handed
+        back to the pool dirty; closing it ends the transaction on the server at once."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self.finished and not self._driver.is_closed():
+                try:
+                    await self._transaction.commit()
+                except BaseException:
+                    await self._connection.invalidate()
+                    raise
+            else:
+                await self._connection.invalidate()
+        finally:
+            try:
+                await self._connection.close()  # gives the pool slot back, even if invalidated
+            finally:
+                self.lease.release()

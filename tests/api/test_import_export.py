@@ -410,7 +410,7 @@ class TestExportStreaming:
         """The stream's own connection goes back to the pool clean when the client leaves."""
         rows = [product_data(description="x" * 500) for _ in range(3000)]
         assert (await import_body(editor, ndjson(*rows)))["created"] == 3000
-        pool = app.state.engine.pool
+        pool = app.state.bulk_engine.pool
         checked_out = pool.checkedout()
         first_chunk = asyncio.Event()
         chunks = []
