@@ -4,6 +4,7 @@ import asyncio
 import csv
 import io
 import json
+import random
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,10 +13,12 @@ import pytest
 from sqlalchemy import text
 
 from app.core.config import Settings
+from app.core.exact_json import MAX_JSON_DEPTH
 from app.main import create_app
 from app.services import importer
 from tests.conftest import bearer, make_settings
 from tests.factories import category_data, product_data
+from tests.services.test_import_rows import malformed_file
 
 pytestmark = pytest.mark.usefixtures("users")
 
@@ -452,3 +455,95 @@ class TestExportStreaming:
             assert (
                 await connection.execute(text("SELECT count(*) FROM products"))
             ).scalar() == 3000
+
+
+def _deep_attributes(levels: int) -> bytes:
+    return (
+        json.dumps(product_data())[:-1].encode()
+        + b', "attributes": {"k": '
+        + (b"[" * levels + b"]" * levels)
+        + b"}}"
+    )
+
+
+class TestMalformedImport:
+    @pytest.mark.parametrize(
+        ("body", "headers"),
+        [
+            (b"\n" + _deep_attributes(5000) + b"\n", NDJSON),
+            (
+                b'sku,name,price,currency,attributes\r\nA-1,n,1,EUR,"'
+                + b"[" * 3000
+                + b"]" * 3000
+                + b'"\r\n',
+                CSV,
+            ),
+        ],
+    )
+    async def test_nesting_past_the_limit_is_a_failed_line(
+        self, editor: httpx.AsyncClient, body: bytes, headers: dict[str, str]
+    ) -> None:
+        report = await import_body(editor, body, headers)
+        assert report["failed"] == 1
+        [error] = report["errors"]
+        assert error["line"] == 2
+        assert f"nested more than {MAX_JSON_DEPTH} levels deep" in error["detail"]
+
+    @pytest.mark.parametrize("fmt", ["ndjson", "csv"])
+    @pytest.mark.parametrize("seed", range(2))
+    async def test_malformed_rows_fail_at_their_lines_and_valid_rows_import(
+        self, editor: httpx.AsyncClient, fmt: str, seed: int
+    ) -> None:
+        body, valid, bad = malformed_file(random.Random(seed), 80, fmt)
+        report = await import_body(editor, body, NDJSON if fmt == "ndjson" else CSV)
+        assert (report["created"], report["failed"]) == (len(valid), len(bad))
+        assert {error["line"] for error in report["errors"]} == bad
+        assert {p["sku"] for p in await catalog(editor)} == set(valid.values())
+
+
+class TestMalformedBody:
+    @pytest.mark.parametrize(
+        "levels", [MAX_JSON_DEPTH + 1, 1025, 5000]
+    )  # 1025: past orjson's limit too
+    async def test_nesting_past_the_limit_is_a_400_problem_for_post_and_patch(
+        self, editor: httpx.AsyncClient, levels: int
+    ) -> None:
+        product = await create(editor)
+        deep = b"[" * levels + b"]" * levels
+        patch = b'{"attributes": {"k": ' + deep + b"}}"
+        for method, url, body in [
+            ("POST", "/products", _deep_attributes(levels)),
+            ("PATCH", f"/products/{product['id']}", patch),
+        ]:
+            response = await editor.request(
+                method, url, content=body, headers={"content-type": "application/json"}
+            )
+            assert response.status_code == 400, response.text
+            assert response.headers["content-type"] == "application/problem+json"
+            assert response.json()["type"].endswith("/malformed-body")
+
+    async def test_nesting_up_to_the_limit_is_read_and_refused_by_the_schema(
+        self, editor: httpx.AsyncClient
+    ) -> None:
+        response = await editor.post(
+            "/products",
+            content=_deep_attributes(MAX_JSON_DEPTH - 2),
+            headers={"content-type": "application/json"},
+        )
+        assert response.status_code == 422
+        assert {tuple(error["loc"][:3]) for error in response.json()["errors"]} == {
+            ("body", "attributes", "k")
+        }
+
+    @pytest.mark.parametrize(
+        "field", [b'"stock": 1e999999999', b'"category_id": 1e-999999999', b'"price": 1e999999']
+    )
+    async def test_numbers_no_field_could_hold_are_a_400_at_once(
+        self, editor: httpx.AsyncClient, field: bytes
+    ) -> None:
+        body = json.dumps(product_data())[:-1].encode() + b", " + field + b"}"
+        response = await editor.post(
+            "/products", content=body, headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 400
+        assert response.json()["type"].endswith("/malformed-body")
