@@ -30,6 +30,7 @@ from app.services.bulk_capacity import BulkCapacity
 from app.services.idempotency import purge_periodically
 from app.services.login_throttle import LoginThrottle
 from app.services.pagination import CursorCodec
+from app.services.password_hasher import PasswordHasher
 from app.services.principals import PrincipalCache
 from app.services.product_queries import ProductQueries
 from app.services.users import ensure_first_admin
@@ -65,6 +66,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         else None
     )
     app.state.login_throttle = LoginThrottle.from_settings(settings, app.state.redis)
+    app.state.password_hasher = PasswordHasher.from_settings(settings)
     await ensure_first_admin(app.state.sessionmaker, settings)
     log.info("started", environment=settings.environment.value, pool_size=settings.db_pool_size)
     purger = asyncio.create_task(
@@ -86,6 +88,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await app.state.redis.aclose()
         await bulk_engine.dispose()
         await engine.dispose()
+        app.state.password_hasher.close()
         log.info("stopped: connection pool closed")
         metrics_process_stopped()
 

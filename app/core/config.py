@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated, Self
@@ -101,9 +102,22 @@ class Settings(BaseSettings):
     jwt_audience: str = "catalog-api"
     first_admin_email: str | None = None
     first_admin_password: SecretStr | None = None
-    login_max_failures: int = Field(default=5, ge=1, description="per account, per window")
+    # Failed logins are counted per account and client address (LOGIN_MAX_FAILURES), per
+    # account from every address (a ceiling well above it, so strangers alone cannot lock an
+    # account out of its owner's address) and per address (app.services.login_throttle).
+    login_max_failures: int = Field(
+        default=5, ge=1, description="per account from one client address, per window"
+    )
+    login_max_failures_per_account: int = Field(
+        default=100, ge=1, description="per account from all client addresses, per window"
+    )
     login_max_failures_per_client: int = Field(default=20, ge=1, description="per IP, per window")
     login_failure_window_seconds: int = Field(default=300, ge=1)
+    # Per process. Argon2 takes a core for tenths of a second; past this many at once a login
+    # is answered 503 within a quarter second instead of queueing (app.services.password_hasher).
+    login_max_concurrent_hashes: int = Field(
+        default_factory=lambda: os.cpu_count() or 1, ge=1, description="password hashes at once"
+    )
 
     cors_origins: Annotated[list[str], NoDecode] = []
     public_read: bool = False

@@ -18,7 +18,9 @@ STOCK_ADJUSTMENTS = Counter(
     "catalog_stock_adjustments_total", "Stock adjustments by outcome", ["outcome"]
 )
 IMPORT_ROWS = Counter("catalog_import_rows_total", "Imported rows by outcome", ["outcome"])
-LOGIN_FAILURES = Counter("catalog_login_failures_total", "Failed logins by reason", ["reason"])
+# One reason for an unknown email, a wrong password and a deactivated account, as the 401 is
+# the same for all three: /metrics needs no token and must not tell which emails exist.
+LOGIN_FAILURES = Counter("catalog_login_failures_total", "Refused logins by reason", ["reason"])
 
 HTTP_REQUESTS = Counter(
     "http_requests_total",
@@ -52,11 +54,11 @@ _KNOWN_LABELS: dict[Counter, tuple[str, ...]] = {
     ),
     IMPORT_ROWS: ("created", "updated", "unchanged", "failed"),
     LOGIN_FAILURES: (
-        "unknown_email",
-        "wrong_password",
-        "inactive",
-        "throttled_account",
+        "invalid_credentials",
         "throttled_client",
+        "throttled_account_client",
+        "throttled_account",
+        "busy",
     ),
 }
 for _counter, _values in _KNOWN_LABELS.items():

@@ -4,17 +4,19 @@ Refresh tokens are opaque random strings; only their SHA-256 is stored. Each log
 family; each refresh spends the presented token and issues the next one in the same family.
 A spent token presented again means it was stolen (or the client is confused): the whole
 family is revoked, so the thief and the legitimate holder must both log in again.
+
+A login holds no database connection while it hashes: it looks the user up in one short
+transaction, verifies the password with no connection, and issues the tokens in a second one.
 """
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.config import Settings
 from app.core.errors import InvalidCredentials, InvalidRefreshToken
@@ -29,7 +31,8 @@ from app.core.security import (
 )
 from app.models import RefreshToken, User
 from app.schemas.user import MAX_PASSWORD_LENGTH
-from app.services.login_throttle import LoginThrottle
+from app.services.login_throttle import Attempt, LoginThrottle
+from app.services.password_hasher import LoginBusy, PasswordHasher
 
 log = get_logger("app.auth")
 MAX_EMAIL_LENGTH = 320
@@ -82,38 +85,107 @@ async def _revoke_family(session: AsyncSession, family_id: uuid.UUID) -> None:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Account:
+    id: int
+    password_hash: str
+    is_active: bool
+
+
+class LoginService:
+    """Logins, with the throttle counted before and no connection held while hashing.
+
+    The one service that owns its transactions: the request's session would keep its
+    connection from the user lookup to the response, through the hashing in between.
+    """
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        *,
+        throttle: LoginThrottle,
+        hasher: PasswordHasher,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.settings = settings
+        self.throttle = throttle
+        self.hasher = hasher
+
+    async def login(self, *, email: str, password: str, client: str) -> IssuedTokens:
+        """Count the attempt, verify the password on a hashing slot, issue a token pair.
+
+        The same 401 and the same failure reason for an unknown email (verified against a
+        dummy hash, so it takes as long), a wrong password and a deactivated account.
+        """
+        attempt = await self.throttle.begin(email=email, client=client)
+        try:
+            async with self.hasher.slot():
+                account = await self._find(email)
+                matches, needs_rehash = await self.hasher.run(
+                    _verify, password, account.password_hash if account else None
+                )
+                new_hash = None
+                if account is not None and matches and account.is_active and needs_rehash:
+                    new_hash = await self.hasher.run(hash_password, password)
+        except Exception as error:
+            # No password was checked (busy, or the database failed): no failure to count.
+            await self.throttle.give_back(attempt)
+            if isinstance(error, LoginBusy):
+                LOGIN_FAILURES.labels(reason="busy").inc()
+            raise
+        if account is None or not matches or not account.is_active:
+            # The attempt keeps its hits: this is the failure they count. The log, read by
+            # operators only, says which of the three it was.
+            why = (
+                "unknown_email" if account is None else "inactive" if matches else "wrong_password"
+            )
+            LOGIN_FAILURES.labels(reason="invalid_credentials").inc()
+            log.info("login failed", reason=why, user_id=account.id if account else None)
+            raise InvalidCredentials("Incorrect email or password")
+        return await self._issue(account, new_hash, attempt)
+
+    async def _find(self, email: str) -> _Account | None:
+        lookup = email.strip().lower()
+        # No stored email holds a NUL (PostgreSQL refuses it) or passes 320 characters.
+        if "\x00" in lookup or len(lookup) > MAX_EMAIL_LENGTH:
+            return None
+        async with self.sessionmaker() as session:  # its connection goes back at the end
+            row = (
+                await session.execute(
+                    select(User.id, User.password_hash, User.is_active).where(
+                        func.lower(User.email) == lookup
+                    )
+                )
+            ).first()
+        return _Account(row.id, row.password_hash, row.is_active) if row else None
+
+    async def _issue(
+        self, account: _Account, new_hash: str | None, attempt: Attempt
+    ) -> IssuedTokens:
+        await self.throttle.succeeded(attempt)
+        async with self.sessionmaker() as session, session.begin():
+            # Shared, as a refresh takes it: a deactivation or role change waits for the
+            # token to exist (and then revokes it) or is seen here.
+            user = await session.scalar(
+                select(User).where(User.id == account.id).with_for_update(read=True)
+            )
+            if user is None or not user.is_active:
+                LOGIN_FAILURES.labels(reason="invalid_credentials").inc()
+                raise InvalidCredentials("Incorrect email or password")
+            # Unless the password changed since it was verified.
+            rehashed = False
+            if new_hash is not None and user.password_hash == account.password_hash:
+                user.password_hash, rehashed = new_hash, True
+            tokens = await AuthService(session, self.settings).issue(user, family_id=uuid.uuid4())
+        log.info("login", user_id=user.id, rehashed=rehashed)
+        return tokens
+
+
 class AuthService:
     def __init__(self, session: AsyncSession, settings: Settings) -> None:
         self.session = session
         self.settings = settings
-
-    async def login(
-        self, *, email: str, password: str, client: str, throttle: LoginThrottle
-    ) -> IssuedTokens:
-        """Check the throttle, verify the password (in a thread: argon2 is slow by design)."""
-        await throttle.check(email=email, client=client)
-        lookup = email.strip().lower()
-        user = None
-        # No stored email holds a NUL (PostgreSQL refuses it) or passes 320 characters.
-        if "\x00" not in lookup and len(lookup) <= MAX_EMAIL_LENGTH:
-            user = await self.session.scalar(select(User).where(func.lower(User.email) == lookup))
-        # An unknown email is verified against a dummy hash: the same time either way.
-        matches, needs_rehash = await asyncio.to_thread(
-            _verify, password, user.password_hash if user is not None else None
-        )
-        if user is None or not matches or not user.is_active:
-            reason = (
-                "unknown_email" if user is None else "wrong_password" if not matches else "inactive"
-            )
-            LOGIN_FAILURES.labels(reason=reason).inc()
-            await throttle.record_failure(email=email, client=client)
-            log.info("login failed", reason=reason, user_id=user.id if user else None)
-            raise InvalidCredentials("Incorrect email or password")
-        if needs_rehash:
-            user.password_hash = await asyncio.to_thread(hash_password, password)
-        await throttle.record_success(email=email)
-        log.info("login", user_id=user.id, rehashed=needs_rehash)
-        return await self._issue(user, family_id=uuid.uuid4())
 
     async def refresh(self, refresh_token: str) -> IssuedTokens:
         """Spend the token and issue the next pair; a spent token revokes its family.
@@ -156,7 +228,7 @@ class AuthService:
             raise invalid
         if user is None or not user.is_active:
             raise invalid
-        return await self._issue(user, family_id=found.family_id)
+        return await self.issue(user, family_id=found.family_id)
 
     async def logout(self, refresh_token: str, *, user_id: int) -> None:
         """Revoke the token's family when it belongs to the caller.
@@ -192,7 +264,7 @@ class AuthService:
             family_id=str(token.family_id),
         )
 
-    async def _issue(self, user: User, *, family_id: uuid.UUID) -> IssuedTokens:
+    async def issue(self, user: User, *, family_id: uuid.UUID) -> IssuedTokens:
         now = datetime.now(UTC)
         access_token, expires_in = create_access_token(
             self.settings, user_id=user.id, role=user.role, now=now

@@ -1,8 +1,19 @@
-"""Failed-login counters per account and per client address, kept by the `limits` package.
+"""Failed-login counters, kept by the `limits` package: in Redis when REDIS_URL is set, so every
+worker shares them, and in this process's memory otherwise.
 
-The counters live in Redis when REDIS_URL is set, so every worker shares them, and in this
-process's memory otherwise. Only failures count; the throttle is checked before a password is
-verified, so a throttled attacker gets no answer about the password at all.
+Three fixed windows of LOGIN_FAILURE_WINDOW_SECONDS, opened by their first attempt:
+- per client address: LOGIN_MAX_FAILURES_PER_CLIENT, against one address guessing many accounts;
+- per account and client address: LOGIN_MAX_FAILURES, against one address guessing one password;
+- per account from every address: LOGIN_MAX_FAILURES_PER_ACCOUNT, a ceiling against a spread
+  attack. It is kept well above the pair limit so that strangers, who fill their own pairs
+  first, cannot lock the owner out from her own address until they pass the ceiling.
+
+An attempt is counted before its password is checked, by `limits`' `hit()` (an atomic
+increment-and-test: INCRBY+EXPIRE in one Lua call, a lock in memory), so attempts that arrive
+together cannot all slip under a limit: at most LOGIN_MAX_FAILURES of them get their password
+checked. The counts that end up standing are failures only: an attempt refused by a limit, one
+refused because the service was busy, and a successful login give their hits back, and a
+successful login also clears its own pair (the owner's earlier typos), never the others.
 """
 
 from __future__ import annotations
@@ -10,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from dataclasses import dataclass, field
 
 import redis.asyncio as redis
 from limits import RateLimitItem, RateLimitItemPerSecond
@@ -31,18 +43,45 @@ def account_key(email: str) -> str:
     return hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
 
 
-class LoginThrottle:
-    """Fixed windows of `window_seconds` that open with the first failure."""
+@dataclass(frozen=True, slots=True)
+class _Hit:
+    limiter: FixedWindowRateLimiter
+    item: RateLimitItem
+    identifiers: tuple[str, ...]
 
+
+@dataclass(slots=True)
+class Attempt:
+    """The hits one login attempt holds while its password is checked."""
+
+    hits: list[_Hit] = field(default_factory=list)
+    pair: tuple[str, ...] = ()
+
+
+class LoginThrottle:
     def __init__(
-        self, storage: Storage, *, per_account: int, per_client: int, window_seconds: int
+        self,
+        storage: Storage,
+        *,
+        per_account: int,
+        per_client: int,
+        window_seconds: int,
+        per_account_total: int | None = None,
     ) -> None:
         self.storage = storage
         self._limiter = FixedWindowRateLimiter(storage)
         # Used only while the shared store is unreachable: throttling per process beats none.
         self._fallback = FixedWindowRateLimiter(MemoryStorage())
-        self._account = RateLimitItemPerSecond(per_account, window_seconds)
-        self._client = RateLimitItemPerSecond(per_client, window_seconds)
+        # Checked in this order, and an attempt stops at the first limit it is over: one that
+        # a client's own limit refuses takes nothing from the account's.
+        self._items = (
+            ("client", RateLimitItemPerSecond(per_client, window_seconds)),
+            ("account_client", RateLimitItemPerSecond(per_account, window_seconds)),
+            (
+                "account",
+                RateLimitItemPerSecond(per_account_total or per_account * 20, window_seconds),
+            ),
+        )
 
     @classmethod
     def from_settings(
@@ -65,57 +104,79 @@ class LoginThrottle:
         return cls(
             storage,
             per_account=settings.login_max_failures,
+            per_account_total=settings.login_max_failures_per_account,
             per_client=settings.login_max_failures_per_client,
             window_seconds=settings.login_failure_window_seconds,
         )
 
-    def _limits(self, email: str, client: str) -> list[tuple[RateLimitItem, str, str]]:
-        return [
-            (self._account, "account", account_key(email)),
-            (self._client, "client", client),
-        ]
+    def _identifiers(self, email: str, client: str) -> dict[str, tuple[str, ...]]:
+        # The kind leads each key, so an address never shares a counter with an account.
+        account = account_key(email)
+        return {
+            "client": ("client", client),
+            "account_client": ("account_client", account, client),
+            "account": ("account", account),
+        }
 
-    async def check(self, *, email: str, client: str) -> None:
-        """Raise 429 with Retry-After when the account or the client is over its limit."""
-        for item, kind, key in self._limits(email, client):
-            try:
-                allowed = await self._limiter.test(item, kind, key)
-                limiter = self._limiter
-            except StorageError:
-                self._warn_unavailable()
-                allowed = await self._fallback.test(item, kind, key)
-                limiter = self._fallback
+    async def begin(self, *, email: str, client: str) -> Attempt:
+        """Count one attempt on every limit; LoginThrottled (429, Retry-After) when one is over."""
+        identifiers = self._identifiers(email, client)
+        attempt = Attempt(pair=identifiers["account_client"])
+        for kind, item in self._items:
+            hit, allowed = await self._hit(item, identifiers[kind])
+            attempt.hits.append(hit)
             if not allowed:
-                try:
-                    stats = await limiter.get_window_stats(item, kind, key)
-                    retry_after = math.ceil(stats.reset_time - time.time())
-                except StorageError:
-                    retry_after = item.get_expiry()
+                retry_after = await self._retry_after(hit)
+                await self.give_back(attempt)
                 LOGIN_FAILURES.labels(reason=f"throttled_{kind}").inc()
                 raise LoginThrottled(
                     "Too many failed logins; try again later", retry_after=retry_after
                 )
+        return attempt
 
-    async def record_failure(self, *, email: str, client: str) -> None:
-        for item, kind, key in self._limits(email, client):
+    async def give_back(self, attempt: Attempt) -> None:
+        """Take the attempt's hits back: it was not a failure (refused, or the service busy)."""
+        for hit in attempt.hits:
             try:
-                await self._limiter.hit(item, kind, key)
+                # A negative hit: the same atomic INCRBY; never a new key without its expiry.
+                await hit.limiter.hit(hit.item, *hit.identifiers, cost=-1)
             except StorageError:
                 self._warn_unavailable()
-                await self._fallback.hit(item, kind, key)
+        attempt.hits.clear()
 
-    async def record_success(self, *, email: str) -> None:
-        """A successful login clears the account's failures (never the client's)."""
+    async def succeeded(self, attempt: Attempt) -> None:
+        """A successful login is no failure, and forgives its own pair's earlier ones."""
+        await self.give_back(attempt)
+        _, pair_item = self._items[1]
         try:
-            await self._limiter.clear(self._account, "account", account_key(email))
+            await self._limiter.clear(pair_item, *attempt.pair)
         except StorageError:
             self._warn_unavailable()
-        await self._fallback.clear(self._account, "account", account_key(email))
+        await self._fallback.clear(pair_item, *attempt.pair)
 
     async def reset(self) -> None:
         """Forget every counter (tests and operators)."""
         await self.storage.reset()
         await self._fallback.storage.reset()
+
+    async def _hit(self, item: RateLimitItem, identifiers: tuple[str, ...]) -> tuple[_Hit, bool]:
+        try:
+            return _Hit(self._limiter, item, identifiers), await self._limiter.hit(
+                item, *identifiers
+            )
+        except StorageError:
+            self._warn_unavailable()
+            return _Hit(self._fallback, item, identifiers), await self._fallback.hit(
+                item, *identifiers
+            )
+
+    @staticmethod
+    async def _retry_after(hit: _Hit) -> int:
+        try:
+            stats = await hit.limiter.get_window_stats(hit.item, *hit.identifiers)
+            return max(1, math.ceil(stats.reset_time - time.time()))
+        except StorageError:
+            return hit.item.get_expiry()
 
     @staticmethod
     def _warn_unavailable() -> None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -19,9 +20,10 @@ from sqlalchemy import text
 
 from app.core.config import Settings
 from app.core.errors import LoginThrottled
-from app.core.security import verify_password
+from app.core.security import hash_password, verify_password
 from app.services import auth as auth_service
 from app.services.login_throttle import LoginThrottle
+from app.services.password_hasher import PasswordHasher
 from tests.conftest import PASSWORD, Users, make_settings
 
 pytestmark = pytest.mark.usefixtures("users", "isolated_throttle")
@@ -106,28 +108,40 @@ class TestLogin:
         assert calls[1] is not None
         assert calls[1].startswith("$argon2id$")
 
-    async def test_failures_are_counted_by_reason(self, client: httpx.AsyncClient) -> None:
-        def count(reason: str) -> float:
-            value = REGISTRY.get_sample_value("catalog_login_failures_total", {"reason": reason})
-            return value or 0.0
+    async def test_metrics_give_one_reason_for_unknown_wrong_and_inactive(
+        self, client: httpx.AsyncClient, admin: httpx.AsyncClient, users: Users
+    ) -> None:
+        # /metrics needs no token: a reason per case would tell which emails exist.
+        def count(reason: str) -> float | None:
+            return REGISTRY.get_sample_value("catalog_login_failures_total", {"reason": reason})
 
-        before = {reason: count(reason) for reason in ("unknown_email", "wrong_password")}
-        await login(client, "nobody@example.com")
-        await login(client, "viewer@example.com", "wrong password!")
-        await login(client, "viewer@example.com", "wrong password!")
-        assert count("unknown_email") - before["unknown_email"] == 1
-        assert count("wrong_password") - before["wrong_password"] == 2
+        before = count("invalid_credentials") or 0.0
+        assert_401(await login(client, "nobody@example.com"))
+        assert count("invalid_credentials") == before + 1
+        assert_401(await login(client, "viewer@example.com", "wrong password!"))
+        assert count("invalid_credentials") == before + 2
+        patched = await admin.patch(f"/users/{users.viewer}", json={"is_active": False})
+        assert patched.status_code == 200
+        assert_401(await login(client, "viewer@example.com"))  # the right password
+        assert count("invalid_credentials") == before + 3
+        for old in ("unknown_email", "wrong_password", "inactive"):
+            assert count(old) is None
 
     async def test_deactivated_user_gets_the_same_401(
         self, client: httpx.AsyncClient, admin: httpx.AsyncClient, users: Users
     ) -> None:
+        unknown = await login(client, "nobody@example.com")
         wrong = await login(client, "viewer@example.com", "wrong password!")
         patched = await admin.patch(f"/users/{users.viewer}", json={"is_active": False})
         assert patched.status_code == 200
         inactive = await login(client, "viewer@example.com")
-        assert_401(inactive)
-        assert inactive.json()["detail"] == wrong.json()["detail"]
-        assert inactive.json()["title"] == wrong.json()["title"]
+        for response in (unknown, wrong, inactive):
+            assert_401(response)
+        bodies = [
+            {k: v for k, v in r.json().items() if k != "request_id"}
+            for r in (unknown, wrong, inactive)
+        ]
+        assert bodies[0] == bodies[1] == bodies[2]
 
     @pytest.mark.parametrize("username", ["nul\x00@example.com", "x" * 400 + "@example.com"])
     async def test_impossible_emails_are_a_plain_401(
@@ -186,7 +200,9 @@ class TestLoginThrottle:
         self, app: FastAPI, isolated_throttle: LoginThrottle
     ) -> AsyncIterator[LoginThrottle]:
         storage = isolated_throttle.storage
-        throttle = LoginThrottle(storage, per_account=3, per_client=5, window_seconds=60)
+        throttle = LoginThrottle(
+            storage, per_account=3, per_client=5, per_account_total=10, window_seconds=60
+        )
         app.state.login_throttle = throttle
         try:
             yield throttle
@@ -242,20 +258,130 @@ class TestLoginThrottle:
         )
         assert stored == legacy
 
+    async def test_successes_do_not_count(
+        self, client: httpx.AsyncClient, small_throttle: LoginThrottle
+    ) -> None:
+        # Every attempt is counted before its check; a success gives its count back, so an
+        # address where many people log in (an office) is not throttled for it.
+        for _ in range(7):
+            assert (await login(client, "viewer@example.com")).status_code == 200
+        for number in range(5):
+            assert_401(await login(client, f"guess{number}@example.com", "wrong password!"))
+        assert (await login(client, "viewer@example.com")).status_code == 429
+
+    async def test_strangers_cannot_lock_the_owner_out_until_the_account_ceiling(
+        self, app: FastAPI, small_throttle: LoginThrottle
+    ) -> None:
+        # Pair limit 3, account ceiling 10 (small_throttle).
+        def from_address(address: str) -> httpx.AsyncClient:
+            transport = httpx.ASGITransport(app=app, client=(address, 40000))
+            return httpx.AsyncClient(transport=transport, base_url="http://test")
+
+        async with (
+            from_address("10.0.0.99") as owner,
+            from_address("10.0.0.1") as first,
+            from_address("10.0.0.2") as second,
+            from_address("10.0.0.3") as third,
+            from_address("10.0.0.4") as fourth,
+            from_address("10.0.0.5") as fifth,
+        ):
+            for stranger in (first, second, third):
+                for _ in range(3):
+                    assert_401(await login(stranger, "viewer@example.com", "wrong password!"))
+            # Each stranger is done with this account; the owner is not (9 of 10).
+            assert (await login(first, "viewer@example.com")).status_code == 429
+            assert (await login(owner, "viewer@example.com")).status_code == 200
+            assert_401(await login(fourth, "viewer@example.com", "wrong password!"))  # 10 of 10
+            # Past the ceiling, nobody gets in this window, the owner neither: the ceiling
+            # holds; other accounts from the same addresses are untouched.
+            for caller in (fifth, owner):
+                refused = await login(caller, "viewer@example.com")
+                assert refused.status_code == 429
+                assert 1 <= int(refused.headers["retry-after"]) <= 60
+            assert (await login(owner, "editor@example.com")).status_code == 200
+            assert (await login(fifth, "editor@example.com")).status_code == 200
+
+    async def test_a_busy_login_is_503_at_once_and_counts_nothing(
+        self, app: FastAPI, client: httpx.AsyncClient, small_throttle: LoginThrottle
+    ) -> None:
+        hasher = PasswordHasher(1)
+        original, app.state.password_hasher = app.state.password_hasher, hasher
+        busy_before = REGISTRY.get_sample_value("catalog_login_failures_total", {"reason": "busy"})
+        try:
+            async with hasher.slot():  # the only slot, held as a running hash would
+                for _ in range(6):
+                    started = time.monotonic()
+                    busy = await login(client, "viewer@example.com", "wrong password!")
+                    assert time.monotonic() - started < 1
+                    assert busy.status_code == 503
+                    assert busy.headers["retry-after"] == "1"
+                    assert busy.headers["content-type"] == "application/problem+json"
+            after = REGISTRY.get_sample_value("catalog_login_failures_total", {"reason": "busy"})
+            assert after == (busy_before or 0) + 6
+            # Six refused as busy, more than the account's 3 and the address's 5: none counted.
+            for _ in range(3):
+                assert_401(await login(client, "viewer@example.com", "wrong password!"))
+            assert (await login(client, "viewer@example.com")).status_code == 429
+        finally:
+            app.state.password_hasher = original
+            hasher.close()
+
+    async def test_no_database_connection_is_held_while_hashing(
+        self,
+        app: FastAPI,
+        client: httpx.AsyncClient,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        checked_out: dict[str, int] = {}
+
+        def verify(password: str, password_hash: str | None) -> tuple[bool, bool]:
+            checked_out[f"verify {password}"] = app.state.engine.pool.checkedout()
+            return verify_password(password, password_hash)
+
+        def rehash(password: str) -> str:
+            checked_out["rehash"] = app.state.engine.pool.checkedout()
+            return hash_password(password)
+
+        monkeypatch.setattr(auth_service, "verify_password", verify)
+        monkeypatch.setattr(auth_service, "hash_password", rehash)
+        legacy = CryptContext(schemes=["bcrypt"]).hash("legacy password")
+        async with app.state.engine.begin() as connection:
+            await connection.execute(
+                text("INSERT INTO users (email, password_hash) VALUES ('old@example.com', :h)"),
+                {"h": legacy},
+            )
+        assert_401(await login(client, "nobody@example.com", "unknown"))
+        assert_401(await login(client, "old@example.com", "wrong"))
+        assert (await login(client, "old@example.com", "legacy password")).status_code == 200
+        assert checked_out == {
+            "verify unknown": 0,
+            "verify wrong": 0,
+            "verify legacy password": 0,
+            "rehash": 0,
+        }
+        stored = await scalar(
+            app, "SELECT password_hash FROM users WHERE email = 'old@example.com'"
+        )
+        assert stored.startswith("$argon2id$")
+
     async def test_workers_share_the_counters_through_redis(self, settings: Settings) -> None:
         assert settings.redis_url is not None
         prefix = f"test-login-{uuid.uuid4().hex}"
-        tight = make_settings(str(settings.database_url), settings.redis_url, login_max_failures=2)
+        tight = make_settings(
+            str(settings.database_url),
+            settings.redis_url,
+            login_max_failures=2,
+            login_max_failures_per_account=2,
+        )
         first_client = redis.from_url(settings.redis_url)
         second_client = redis.from_url(settings.redis_url)
         first = LoginThrottle.from_settings(tight, first_client, key_prefix=prefix)
         second = LoginThrottle.from_settings(tight, second_client, key_prefix=prefix)
         try:
-            await first.record_failure(email="a@example.com", client="10.0.0.1")
-            await first.check(email="a@example.com", client="10.0.0.1")
-            await second.record_failure(email="A@example.com", client="10.0.0.2")
+            await first.begin(email="a@example.com", client="10.0.0.1")  # a failure: kept
+            await second.begin(email="A@example.com", client="10.0.0.2")
             with pytest.raises(LoginThrottled) as raised:
-                await first.check(email="a@example.com", client="10.0.0.3")
+                await first.begin(email="a@example.com", client="10.0.0.3")
             assert 1 <= int(raised.value.headers["Retry-After"]) <= 300
             keys = await first_client.keys(f"{prefix}:*")
             assert keys
@@ -268,12 +394,31 @@ class TestLoginThrottle:
     async def test_memory_window_ends_with_time(self) -> None:
         throttle = LoginThrottle(MemoryStorage(), per_account=1, per_client=10, window_seconds=60)
         with time_machine.travel(datetime.now(UTC), tick=False) as traveller:
-            await throttle.record_failure(email="a@example.com", client="c")
+            await throttle.begin(email="a@example.com", client="c")
             with pytest.raises(LoginThrottled) as raised:
-                await throttle.check(email="a@example.com", client="c")
+                await throttle.begin(email="a@example.com", client="c")
             assert raised.value.headers["Retry-After"] == "60"
             traveller.shift(61)
-            await throttle.check(email="a@example.com", client="c")
+            await throttle.begin(email="a@example.com", client="c")
+
+    @pytest.mark.parametrize("store", ["memory", "redis"])
+    async def test_given_back_hits_leave_the_counters_as_they_were(
+        self, store: str, isolated_throttle: LoginThrottle
+    ) -> None:
+        storage = MemoryStorage() if store == "memory" else isolated_throttle.storage
+        throttle = LoginThrottle(storage, per_account=2, per_client=3, window_seconds=60)
+        for _ in range(5):  # refused or not, a given-back attempt leaves nothing behind
+            attempt = await throttle.begin(email="a@example.com", client="c")
+            await throttle.give_back(attempt)
+        kept = await throttle.begin(email="a@example.com", client="c")
+        await throttle.begin(email="a@example.com", client="c")
+        with pytest.raises(LoginThrottled):
+            await throttle.begin(email="a@example.com", client="c")  # the pair's 2 stand
+        await throttle.succeeded(kept)  # gives its hits back and clears the pair
+        await throttle.begin(email="a@example.com", client="c")
+        await throttle.begin(email="a@example.com", client="c")  # the address's 3rd failure
+        with pytest.raises(LoginThrottled):
+            await throttle.begin(email="b@example.com", client="c")
 
     async def test_unreachable_redis_falls_back_to_counting_in_process(
         self, settings: Settings
@@ -284,9 +429,9 @@ class TestLoginThrottle:
         client = redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
         try:
             throttle = LoginThrottle.from_settings(down, client)
-            await throttle.record_failure(email="a@example.com", client="c")
+            await throttle.begin(email="a@example.com", client="c")
             with pytest.raises(LoginThrottled):
-                await throttle.check(email="a@example.com", client="c")
+                await throttle.begin(email="a@example.com", client="c")
         finally:
             await client.aclose()
 

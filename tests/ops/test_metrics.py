@@ -198,7 +198,7 @@ class TestExposition:
 
         assert moved("catalog_products_created_total") == 1
         assert moved("catalog_stock_adjustments_total", outcome="applied") == 1
-        assert moved("catalog_login_failures_total", reason="wrong_password") == 1
+        assert moved("catalog_login_failures_total", reason="invalid_credentials") == 1
 
     async def test_promtool_accepts_the_exposition(self, client: httpx.AsyncClient) -> None:
         promtool = shutil.which("promtool")

@@ -8,8 +8,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 from app.api.deps import CurrentUser, JsonBody, SessionDep, SettingsDep
 from app.api.routing import api_router, problem_responses
 from app.schemas.auth import LogoutRequest, RefreshRequest, TokenPair
-from app.services.auth import AuthService, IssuedTokens
-from app.services.login_throttle import LoginThrottle
+from app.services.auth import AuthService, IssuedTokens, LoginService
 
 router = api_router(prefix="/auth", tags=["auth"])
 
@@ -25,21 +24,23 @@ def _token_response(tokens: IssuedTokens, response: Response) -> TokenPair:
     )
 
 
-@router.post("/token", response_model=TokenPair, responses=problem_responses(429))
+@router.post("/token", response_model=TokenPair, responses=problem_responses(429, 503))
 async def issue_token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     request: Request,
     response: Response,
-    session: SessionDep,
     settings: SettingsDep,
 ) -> TokenPair:
     """Log in with email (`username`) and password; get an access and a refresh token."""
-    throttle: LoginThrottle = request.app.state.login_throttle
-    tokens = await AuthService(session, settings).login(
+    # No request session: the service takes connections only around, not during, hashing.
+    state = request.app.state
+    login = LoginService(
+        state.sessionmaker, settings, throttle=state.login_throttle, hasher=state.password_hasher
+    )
+    tokens = await login.login(
         email=form.username,
         password=form.password,
         client=request.client.host if request.client else "unknown",
-        throttle=throttle,
     )
     return _token_response(tokens, response)
 
