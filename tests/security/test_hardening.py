@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 from pydantic import ValidationError
 
-from app.core.config import Environment, Settings
+from app.core.config import Environment, MissingSecretKey, Settings
 from app.main import create_app
 from tests.conftest import make_settings
 from tests.factories import product_data
@@ -79,6 +79,18 @@ class TestCors:
             Settings(_env_file=None, cors_origins="*")  # type: ignore[call-arg]
         parsed = Settings(_env_file=None, cors_origins=f"{SHOP}, https://b.example")  # type: ignore[call-arg]
         assert parsed.cors_origins == [SHOP, "https://b.example"]
+
+
+class TestSigningKey:
+    @pytest.mark.parametrize("environment", list(Environment))
+    def test_no_app_without_secret_key(self, settings: Settings, environment: Environment) -> None:
+        keyless = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            environment=environment,
+            database_url=str(settings.database_url),
+        )
+        with pytest.raises(MissingSecretKey, match="SECRET_KEY is not set"):
+            create_app(keyless)
 
 
 class TestSecurityHeaders:
