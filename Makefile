@@ -20,7 +20,7 @@ $(STAMP): requirements/dev.txt pyproject.toml
 
 install: $(STAMP) ## Create .venv and install the pinned requirements
 
-run: install ## Create/migrate the database and serve on 127.0.0.1:8000 (HOST/PORT override)
+run: install ## Migrate and serve on 127.0.0.1:8000 (HOST/PORT); no PostgreSQL or SECRET_KEY? made in .data/
 	$(BIN)/catalog dev
 
 services: ## Make sure PostgreSQL and Redis answer (starts local ones that are stopped)
