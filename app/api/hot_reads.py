@@ -25,7 +25,9 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.deps import get_reader, oauth2_scheme
+from app.api.problems import database_error
 from app.api.routes import products
+from app.db.faults import is_unavailable
 from app.schemas.base import MAX_BIGINT
 from app.schemas.listing import ProductListParams
 from app.services.product_queries import ProductQueries
@@ -111,6 +113,8 @@ class HotReadsMiddleware:
         except Exception as error:
             handler = _exception_handler(app, error)
             if handler is None:
-                raise
+                if not is_unavailable(error):
+                    raise
+                handler = database_error
             response = await handler(request, error)
         await response(scope, request.receive, send)

@@ -11,8 +11,15 @@ import structlog
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.problems import PROBLEM_MEDIA_TYPE, problem_body
+from app.api.problems import (
+    PROBLEM_MEDIA_TYPE,
+    UNAVAILABLE_DETAIL,
+    UNAVAILABLE_HEADERS,
+    count_unavailable,
+    problem_body,
+)
 from app.core.logging import get_logger
+from app.db.faults import is_unavailable
 
 REQUEST_ID_HEADER = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
@@ -37,13 +44,20 @@ def route_template(scope: Scope) -> str:
 
 
 async def send_problem(
-    scope: Scope, send: Send, status: int, detail: str, headers: Mapping[str, str] | None = None
+    scope: Scope,
+    send: Send,
+    status: int,
+    detail: str,
+    headers: Mapping[str, str] | None = None,
+    *,
+    type_slug: str = "about:blank",
 ) -> None:
     body = problem_body(
         status=status,
         detail=detail,
         instance=scope.get("path", ""),
         request_id=scope.get("request_id", ""),
+        type_slug=type_slug,
     )
     raw_headers = [
         (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
@@ -87,7 +101,19 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:
+        except Exception as error:
+            if not response_started and is_unavailable(error):
+                # A database fault no handler knew (app.db.faults): still a 503, not a bug.
+                count_unavailable(error)
+                await send_problem(
+                    scope,
+                    send_with_id,
+                    503,
+                    UNAVAILABLE_DETAIL,
+                    UNAVAILABLE_HEADERS,
+                    type_slug="service-unavailable",
+                )
+                return
             error_log.exception("unhandled error", method=scope["method"], path=scope["path"])
             if not response_started:
                 await send_problem(scope, send_with_id, 500, "Internal server error")

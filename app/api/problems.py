@@ -17,7 +17,7 @@ from starlette.responses import Response
 from app.core.errors import DomainError
 from app.core.logging import get_logger
 from app.core.metrics import DB_ERRORS
-from app.db.engine import BROKEN_CONNECTION
+from app.db.faults import BROKEN_CONNECTION, DBAPI_ERROR, is_unavailable, sqlstate
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 log = get_logger("app.errors")
@@ -125,43 +125,33 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     )
 
 
-# SQLSTATEs of a database that is down, restarting, or refusing connections.
-_UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03", "53300")
+UNAVAILABLE_DETAIL = "The database is not answering; try again shortly"
+UNAVAILABLE_HEADERS = {"Retry-After": "5"}
 
 
-def _sqlstate(exc: BaseException) -> str:
-    """The SQLSTATE of an error from the ORM (wrapped) or from the raw asyncpg read path."""
-    source = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
-    return getattr(source, "sqlstate", None) or ""
-
-
-def _is_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, (*BROKEN_CONNECTION, sa_exc.TimeoutError)):
-        return True
-    if isinstance(exc, sa_exc.DBAPIError) and (
-        exc.connection_invalidated or isinstance(exc, sa_exc.InterfaceError)
-    ):
-        return True
-    return _sqlstate(exc).startswith(_UNAVAILABLE_STATES)
+def count_unavailable(exc: BaseException) -> None:
+    DB_ERRORS.labels(kind="unavailable").inc()
+    log.warning("database unavailable", error=type(exc).__name__)
 
 
 def _unavailable(request: Request, exc: BaseException) -> Response:
-    DB_ERRORS.labels(kind="unavailable").inc()
-    log.warning("database unavailable", error=type(exc).__name__)
+    count_unavailable(exc)
     return problem_response(
         request,
         503,
-        "The database is not answering; try again shortly",
+        UNAVAILABLE_DETAIL,
         type_slug="service-unavailable",
-        headers={"Retry-After": "5"},
+        headers=UNAVAILABLE_HEADERS,
     )
 
 
-async def _database_error(request: Request, exc: Exception) -> Response:
-    if _is_unavailable(exc):
+async def database_error(request: Request, exc: Exception) -> Response:
+    """The answer to any database error: 503 when the server is unavailable (whatever the
+    wrapping, app.db.faults), 409 or 422 for the client's data, else 500."""
+    if is_unavailable(exc):
         return _unavailable(request, exc)
-    if isinstance(exc, (sa_exc.DBAPIError, asyncpg.PostgresError)):
-        state = _sqlstate(exc)
+    if isinstance(exc, (sa_exc.DBAPIError, asyncpg.PostgresError, DBAPI_ERROR)):
+        state = sqlstate(exc)
         if state == "23505":
             DB_ERRORS.labels(kind="unique_violation").inc()
             return problem_response(
@@ -196,7 +186,10 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(sa_exc.SQLAlchemyError, _database_error)
-    app.add_exception_handler(asyncpg.PostgresError, _database_error)
-    for broken in BROKEN_CONNECTION:
-        app.add_exception_handler(broken, _database_error)
+    for database in (
+        sa_exc.SQLAlchemyError,
+        asyncpg.PostgresError,
+        DBAPI_ERROR,
+        *BROKEN_CONNECTION,
+    ):
+        app.add_exception_handler(database, database_error)

@@ -64,16 +64,19 @@ class Settings(BaseSettings):
     # in bench/read_bench.py. A fixed pool queues the excess for up to DB_POOL_TIMEOUT instead.
     db_pool_size: int = Field(default=20, ge=1)
     db_max_overflow: int = Field(default=0, ge=0)
-    db_pool_timeout: float = Field(default=5.0, gt=0, description="seconds to wait for a pool slot")
+    # A request sent to a silent database gets 503 within max(DB_CONNECT_TIMEOUT,
+    # DB_WATCH_INTERVAL_SECONDS + DB_PING_TIMEOUT), and none waits longer than DB_POOL_TIMEOUT
+    # for a slot: 2 s at most by default (app.db.watch).
+    db_pool_timeout: float = Field(default=2.0, gt=0, description="seconds to wait for a pool slot")
     db_pool_pre_ping: bool = True
     db_pool_recycle: int = Field(default=1800, description="seconds before a connection is renewed")
-    db_connect_timeout: float = Field(default=3.0, gt=0, description="seconds to open a connection")
-    db_ping_timeout: float = Field(default=2.0, gt=0, description="seconds for the checkout ping")
+    db_connect_timeout: float = Field(default=1.5, gt=0, description="seconds to open a connection")
+    db_ping_timeout: float = Field(default=1.0, gt=0, description="seconds for the checkout ping")
     db_ping_idle_seconds: float = Field(
         default=1.0, ge=0, description="skip the ping for connections used this recently"
     )
     db_watch_interval_seconds: float = Field(
-        default=1.0, gt=0, description="how often app.db.watch pings the server"
+        default=0.5, gt=0, description="how often app.db.watch pings the server"
     )
     db_statement_timeout_ms: int = Field(default=15_000, ge=0)
     # Exports and imports run on a pool of their own, one connection per slot, so slow bulk

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import asyncpg
 from sqlalchemy import event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
@@ -17,25 +16,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.util.concurrency import await_
 
 from app.core.config import Settings
-
-# What asyncpg raises when a connection is broken: the server went away, restarted or ended the
-# backend; a socket error or timeout; or, on a connection the server has just closed, a protocol
-# still busy with the closing message (InternalClientError). Such a connection is dropped.
-BROKEN_CONNECTION: tuple[type[Exception], ...] = (
-    OSError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InternalClientError,
-)
-# A ping that fails in any of these ways, or with any error of the server's, discards its
-# connection.
-PING_FAILURES: tuple[type[Exception], ...] = (*BROKEN_CONNECTION, asyncpg.PostgresError)
-
-
-def is_disconnect(error: BaseException) -> bool:
-    """A broken connection that is gone, not one that only timed out: after a disconnect the
-    connections opened before it are suspect too, and a read may safely run again."""
-    return isinstance(error, BROKEN_CONNECTION) and not isinstance(error, TimeoutError)
+from app.db.faults import PING_FAILURES, is_disconnect
 
 
 def build_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
@@ -90,6 +71,13 @@ def _ping_on_checkout(engine: AsyncEngine, timeout: float, idle_seconds: float) 
     them; an aborted (closed) connection is never lent.
     """
 
+    @event.listens_for(engine.sync_engine, "connect")
+    def remember_fresh(_dbapi_connection: Any, record: Any) -> None:
+        # The connect itself was the sign of life. Pinging it anyway could fail a second time
+        # in one checkout (the first ping failed, the server went on shutting down), and
+        # SQLAlchemy then gives up with an InvalidRequestError that names no cause.
+        record.info["fresh"] = True
+
     @event.listens_for(engine.sync_engine, "checkin")
     def remember_checkin(_dbapi_connection: Any, record: Any) -> None:
         record.info["checked_in_at"] = time.monotonic()
@@ -98,6 +86,8 @@ def _ping_on_checkout(engine: AsyncEngine, timeout: float, idle_seconds: float) 
     def ping(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         if dbapi_connection.driver_connection.is_closed():
             raise DisconnectionError("the connection was closed")
+        if record.info.pop("fresh", False):
+            return
         checked_in_at = record.info.get("checked_in_at")
         if checked_in_at is not None and time.monotonic() - checked_in_at < idle_seconds:
             return

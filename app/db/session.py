@@ -11,7 +11,7 @@ from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.util import greenlet_spawn
 
-from app.db.engine import BROKEN_CONNECTION, is_disconnect
+from app.db.faults import is_disconnect, is_unavailable
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -46,14 +46,16 @@ async def read_connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connecti
     assert driver is not None, "a checked-out connection has a driver connection"
     try:
         yield driver
-    except BROKEN_CONNECTION as error:
-        # The connection is broken: drop it (this also returns its slot to the pool). Unless it
-        # only timed out, drop the ones opened before it too, as SQLAlchemy's own Connection
+    except Exception as error:
+        # A broken connection is dropped (this also returns its slot to the pool). Unless it
+        # only timed out, so are the ones opened before it, as SQLAlchemy's own Connection
         # does on a disconnect: after a restart they are all dead (replaced at next checkout).
         if is_disconnect(error):
             await greenlet_spawn(engine.sync_engine.pool._invalidate, pooled, error)
-        else:
+        elif is_unavailable(error):
             await greenlet_spawn(pooled.invalidate, error)
+        else:
+            await greenlet_spawn(pooled.close)
         raise
     except BaseException:
         await greenlet_spawn(pooled.close)
@@ -74,7 +76,7 @@ async def run_read(engine: AsyncEngine, read: Callable[[asyncpg.Connection], Awa
     try:
         async with read_connection(engine) as connection:
             return await read(connection)
-    except BROKEN_CONNECTION as error:
+    except Exception as error:
         if not is_disconnect(error):
             raise
     async with read_connection(engine) as connection:

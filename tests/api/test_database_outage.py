@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.core.config import Settings
 from app.main import create_app
@@ -56,6 +59,16 @@ def assert_unavailable(response: httpx.Response) -> None:
     assert "request_id" in response.json()
 
 
+async def seconds_until_ok(client: httpx.AsyncClient, path: str, within: float = 3.0) -> float:
+    """How long until `path` answers 200 again; fails after `within` seconds."""
+    started = time.monotonic()
+    while (elapsed := time.monotonic() - started) < within:
+        if (await client.get(path)).status_code == 200:
+            return elapsed
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{path} still not 200 after {within}s")
+
+
 class TestDatabaseOutage:
     @pytest.mark.parametrize(
         "outage_client", [0.0, 60.0], ids=["ping-always", "ping-when-idle"], indirect=True
@@ -97,7 +110,8 @@ class TestDatabaseOutage:
         assert ready.status_code == 503
         assert elapsed < 3.0
         await proxy.restore()
-        assert (await outage_client.get("/products")).status_code == 200
+        # The watch holds the pool shut until its next round gets an answer (0.5 s apart).
+        assert await seconds_until_ok(outage_client, "/products") < 2.0
 
 
 @pytest.mark.parametrize("idle", [0.0, 60.0], ids=["ping-always", "ping-when-idle"])
@@ -152,3 +166,138 @@ async def test_backends_ended_by_the_server_never_give_500(
         assert set(writes) <= {200, 503}, writes
         if idle == 0.0:
             assert set(writes) == {200}  # the checkout ping found each ended backend
+
+
+def default_timing_settings(proxy: TcpProxy, settings: Settings, idle: float) -> Settings:
+    """The service's own timeouts (DB_POOL_TIMEOUT, DB_CONNECT_TIMEOUT, DB_PING_TIMEOUT,
+    DB_WATCH_INTERVAL_SECONDS at their defaults), a pool of 2 and no overflow."""
+    timing = (
+        "db_pool_timeout",
+        "db_connect_timeout",
+        "db_ping_timeout",
+        "db_watch_interval_seconds",
+    )
+    defaults = {name: Settings.model_fields[name].default for name in timing}
+    app_settings = settings_through(
+        proxy, settings, db_pool_size=2, db_max_overflow=0, db_ping_idle_seconds=idle, **defaults
+    )
+    return app_settings
+
+
+# More requests at once than the pool has connections: every kind of route, with each waiting
+# for a slot behind the others.
+CONCURRENT = 12
+SILENT_BUDGET_SECONDS = 2.0
+
+
+@pytest.mark.parametrize("idle", [0.0, 60.0], ids=["ping-always", "ping-when-idle"])
+async def test_a_silent_database_gives_every_request_503_within_2_seconds(
+    proxy: TcpProxy, settings: Settings, users: Users, editor: httpx.AsyncClient, idle: float
+) -> None:
+    created = await editor.post("/products", json=product_data())
+    assert created.status_code == 201
+    product = f"/products/{created.json()['id']}"
+    app_settings = default_timing_settings(proxy, settings, idle)
+    assert app_settings.db_pool_timeout <= SILENT_BUDGET_SECONDS
+    service = create_app(app_settings)
+    async with service.router.lifespan_context(service):
+        headers = bearer(settings, users.editor, "editor")
+        transport = httpx.ASGITransport(app=service)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", headers=headers, timeout=10
+        ) as client:
+            assert (await client.get(product)).status_code == 200  # connections just used
+            await proxy.blackhole()
+
+            async def timed(method: str, path: str, body: object = None) -> tuple[int, float]:
+                started = time.monotonic()
+                response = await client.request(method, path, json=body)
+                elapsed = time.monotonic() - started
+                if response.status_code != 503:
+                    return response.status_code, elapsed
+                assert_unavailable(response)
+                return 503, elapsed
+
+            requests = [
+                ("GET", product, None),
+                ("GET", "/products", None),
+                ("GET", "/categories", None),
+                ("POST", f"{product}/stock", {"delta": 1, "reason": "restock"}),
+                ("PATCH", product, {"name": "renamed"}),
+                ("GET", "/health/ready", None),
+            ]
+            answers = await asyncio.gather(
+                *(timed(*requests[i % len(requests)]) for i in range(CONCURRENT))
+            )
+            slowest = max(elapsed for _, elapsed in answers)
+            print(f"silent database, {idle=}: {CONCURRENT} requests, slowest 503 {slowest:.3f}s")
+            assert {status for status, _ in answers} == {503}, answers
+            assert slowest < SILENT_BUDGET_SECONDS, answers
+            await proxy.restore()
+            assert await seconds_until_ok(client, product) < 2.0
+
+
+async def test_a_busy_healthy_pool_gives_503_after_the_pool_timeout(
+    proxy: TcpProxy, settings: Settings, users: Users
+) -> None:
+    """A request queued for a slot that never frees is not kept waiting past DB_POOL_TIMEOUT."""
+    app_settings = settings_through(
+        proxy, settings, db_pool_size=1, db_max_overflow=0, db_pool_timeout=1.0
+    )
+    service = create_app(app_settings)
+    async with service.router.lifespan_context(service):
+        headers = bearer(settings, users.editor, "editor")
+        transport = httpx.ASGITransport(app=service)
+        async with (
+            httpx.AsyncClient(transport=transport, base_url="http://test", headers=headers) as c,
+            service.state.engine.connect() as held,  # the pool's only connection
+        ):
+            await held.execute(text("SELECT 1"))
+            for path in ("/products", "/categories"):
+                response, elapsed = await timed_get(c, path)
+                assert_unavailable(response)
+                assert 0.9 < elapsed < 2.0
+
+
+async def test_a_server_error_at_connect_gives_503_on_every_path(
+    settings: Settings, users: Users
+) -> None:
+    """A connect the server rejects (53300 here, as 57P03 while it starts or stops) reaches the
+    app as SQLAlchemy's adapter error, neither a SQLAlchemy nor an asyncpg class: once a 500 on
+    the hot reads, whose handler lookup found nothing for it."""
+    role = f"catalog_full_{uuid.uuid4().hex[:8]}"
+    admin = create_async_engine(str(settings.database_url))
+    async with admin.begin() as connection:
+        await connection.execute(text(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 0"))
+    try:
+        url = make_url(str(settings.database_url)).set(username=role, password=None)
+        refused = make_settings(url.render_as_string(hide_password=False), None)
+        for hot_reads in (True, False):
+            service = create_app(refused, hot_reads=hot_reads)
+            async with service.router.lifespan_context(service):
+                transport = httpx.ASGITransport(app=service)
+                headers = bearer(settings, users.editor, "editor")
+                async with httpx.AsyncClient(
+                    transport=transport, base_url="http://test", headers=headers
+                ) as client:
+                    answers = [
+                        await client.get("/products"),
+                        await client.get("/products/1"),
+                        await client.get("/categories"),
+                        await client.post("/products/1/stock", json={"delta": 1}),
+                        await client.patch("/products/1", json={"name": "x"}),
+                        await client.get("/products/export", headers={"Accept": "text/csv"}),
+                        await client.post(
+                            "/auth/token", data={"username": "a@example.com", "password": "pw"}
+                        ),
+                    ]
+                    for response in answers:
+                        assert_unavailable(response)
+                    ready = await client.get("/health/ready")
+                    assert ready.status_code == 503
+                    assert ready.headers["retry-after"]
+                    assert ready.json()["checks"]["database"]["status"] == "error"
+    finally:
+        async with admin.begin() as connection:
+            await connection.execute(text(f"DROP ROLE IF EXISTS {role}"))
+        await admin.dispose()
