@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.core.config import Settings
 from app.core.logging import configure_logging
 from app.db.engine import build_engine
+from app.db.faults import DatabaseNotAnswering, is_unavailable
 from app.db.watch import DatabaseWatch
 from tests.conftest import backend_pids, settings_through
 from tests.support.tcp_proxy import TcpProxy
@@ -145,3 +146,72 @@ class TestRun:
         lines = [record.getMessage() for record in caplog.records if record.name == "app.db"]
         assert sum("database not answering" in line for line in lines) == 1, lines
         assert sum("database answering again" in line for line in lines) == 1, lines
+
+
+async def timed_checkout(engine: AsyncEngine) -> tuple[BaseException | None, float]:
+    started = asyncio.get_running_loop().time()
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except Exception as error:
+        return error, asyncio.get_running_loop().time() - started
+    return None, asyncio.get_running_loop().time() - started
+
+
+class TestSilentServerShutsThePool:
+    """While the server is silent a checkout fails at once, not after a ping or connect
+    timeout of its own: requests queued for a pool slot would wait one each."""
+
+    async def test_until_the_watch_gets_an_answer(
+        self, engine: AsyncEngine, watched_settings: Settings, proxy: TcpProxy
+    ) -> None:
+        watch = DatabaseWatch(engine, watched_settings)
+        assert await watch.answers()
+        await proxy.blackhole()
+        assert not await watch.answers()
+        assert watch.silent
+        error, elapsed = await timed_checkout(engine)
+        assert isinstance(error, DatabaseNotAnswering)
+        assert is_unavailable(error)
+        assert elapsed < 0.1
+        await proxy.restore()
+        assert await watch.answers()
+        assert not watch.silent
+        error, _ = await timed_checkout(engine)
+        assert error is None
+
+    async def test_a_refusing_server_does_not_shut_it(
+        self, engine: AsyncEngine, watched_settings: Settings, proxy: TcpProxy
+    ) -> None:
+        """A refused connect fails fast by itself; the pool stays open, ready for the restart."""
+        watch = DatabaseWatch(engine, watched_settings)
+        await proxy.refuse()
+        assert not await watch.answers()
+        assert not watch.silent
+        await proxy.restore()
+        error, _ = await timed_checkout(engine)
+        assert error is None
+
+    @pytest.mark.parametrize("pooled", [True, False], ids=["ping-timeout", "connect-timeout"])
+    async def test_after_one_checkout_timed_out(
+        self, watched_settings: Settings, proxy: TcpProxy, pooled: bool
+    ) -> None:
+        """A checkout ping (pooled connection) or connect (none pooled) that times out shuts the
+        pool before the watch's next round: the checkouts after it fail at once."""
+        pinging = watched_settings.model_copy(update={"db_ping_idle_seconds": 0.0})
+        engine = build_engine(pinging)
+        try:
+            watch = DatabaseWatch(engine, pinging)
+            if pooled:
+                await backend_pids(engine, 1)
+            await proxy.blackhole()
+            error, elapsed = await timed_checkout(engine)
+            assert error is not None
+            assert is_unavailable(error)
+            assert 0.4 < elapsed < 1.5  # the 0.5 s ping or connect timeout, once
+            assert watch.silent
+            error, elapsed = await timed_checkout(engine)
+            assert isinstance(error, DatabaseNotAnswering)
+            assert elapsed < 0.1
+        finally:
+            await engine.dispose()
