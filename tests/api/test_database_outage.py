@@ -59,7 +59,7 @@ def assert_unavailable(response: httpx.Response) -> None:
     assert "request_id" in response.json()
 
 
-async def seconds_until_ok(client: httpx.AsyncClient, path: str, within: float = 3.0) -> float:
+async def seconds_until_ok(client: httpx.AsyncClient, path: str, within: float = 4.0) -> float:
     """How long until `path` answers 200 again; fails after `within` seconds."""
     started = time.monotonic()
     while (elapsed := time.monotonic() - started) < within:
@@ -110,8 +110,9 @@ class TestDatabaseOutage:
         assert ready.status_code == 503
         assert elapsed < 3.0
         await proxy.restore()
-        # The watch holds the pool shut until its next round gets an answer (0.5 s apart).
-        assert await seconds_until_ok(outage_client, "/products") < 2.0
+        # The watch holds the pool shut until a round gets an answer: one that began before
+        # the restore waits out its connect timeout first (1 s here), the next is 0.5 s later.
+        assert await seconds_until_ok(outage_client, "/products") < 3.0
 
 
 @pytest.mark.parametrize("idle", [0.0, 60.0], ids=["ping-always", "ping-when-idle"])
@@ -234,7 +235,10 @@ async def test_a_silent_database_gives_every_request_503_within_2_seconds(
             assert {status for status, _ in answers} == {503}, answers
             assert slowest < SILENT_BUDGET_SECONDS, answers
             await proxy.restore()
-            assert await seconds_until_ok(client, product) < 2.0
+            # Back within DB_CONNECT_TIMEOUT + DB_WATCH_INTERVAL_SECONDS (2 s), with room for CI.
+            resumed = await seconds_until_ok(client, product)
+            print(f"  back {resumed:.3f}s after the restore")
+            assert resumed < 3.0
 
 
 async def test_a_busy_healthy_pool_gives_503_after_the_pool_timeout(

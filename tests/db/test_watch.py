@@ -115,7 +115,12 @@ class TestRun:
             assert elapsed < 2.0  # interval 0.1 s + ping timeout 0.5 s, not the command timeout
             assert all(c.is_closed() for c in watch.pooled)
             await proxy.restore()
-            await asyncio.sleep(0.3)
+            # The pool stays shut until a round of the watch gets an answer: one that began
+            # before the restore waits out its connect timeout (0.5 s) first.
+            deadline = asyncio.get_running_loop().time() + 1.5
+            while watch.silent and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.05)
+            assert not watch.silent
             async with engine.connect() as connection:  # the pool connects anew
                 assert (await connection.execute(text("SELECT 1"))).scalar_one() == 1
         finally:
