@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 import structlog
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Header, Path, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -92,6 +92,28 @@ Reader = Annotated[Principal | None, Depends(get_reader)]
 Editor = Annotated[Principal, Depends(require_role(Role.editor))]
 Admin = Annotated[Principal, Depends(require_role(Role.admin))]
 JsonBody = Depends(require_json)
+
+# The entity tags this service issues (`"<version>"`, app.api.etag); a header of another form is
+# a 422, not a precondition that merely fails.
+_ENTITY_TAG = r'(W/)?"[0-9]{1,10}"'
+_ENTITY_TAGS = rf"{_ENTITY_TAG}(\s*,\s*{_ENTITY_TAG})*"
+IF_MATCH_PATTERN = rf"^\s*(\*|{_ENTITY_TAGS})\s*$"
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        pattern=IF_MATCH_PATTERN,
+        description='the ETag the change is based on, e.g. `"3"` (or `*`); a stale one is a 412',
+    ),
+]
+IfNoneMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-None-Match",
+        pattern=IF_MATCH_PATTERN,
+        description='the ETag you hold, e.g. `"3"` (or `*`): 304 when it is still current',
+    ),
+]
 
 ProductId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
 CategoryId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]

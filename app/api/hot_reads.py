@@ -15,6 +15,7 @@ holds both ways to the same answers.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api.deps import get_reader, oauth2_scheme
+from app.api.deps import IF_MATCH_PATTERN, get_reader, oauth2_scheme
 from app.api.problems import database_error
 from app.api.routes import products
 from app.db.faults import is_unavailable
@@ -36,6 +37,7 @@ PREFIX = "/products"
 _PARAMS = frozenset(ProductListParams.model_fields)
 _REPEATABLE = frozenset({"tag"})
 _MAX_ID_DIGITS = len(str(MAX_BIGINT))
+_IF_NONE_MATCH = re.compile(IF_MATCH_PATTERN)
 
 Answer = Callable[[ProductQueries], Awaitable[Response]]
 
@@ -62,6 +64,11 @@ def product_id(path: str) -> int | None:
         return None
     value = int(raw)
     return value if 1 <= value <= MAX_BIGINT else None
+
+
+def _valid_if_none_match(header: str | None) -> bool:
+    """Absent, or of the form the route declares (another form is the route's 422)."""
+    return header is None or _IF_NONE_MATCH.match(header) is not None
 
 
 def _exception_handler(app: Any, error: Exception) -> Callable[..., Awaitable[Response]] | None:
@@ -92,8 +99,11 @@ class HotReadsMiddleware:
                         request, send, self.list_route, lambda q: products.product_page(q, params)
                     )
                     return
-            elif path[len(PREFIX)] == "/" and (wanted := product_id(path)) is not None:
-                if_none_match = request.headers.get("if-none-match")
+            elif (
+                path[len(PREFIX)] == "/"
+                and (wanted := product_id(path)) is not None
+                and _valid_if_none_match(if_none_match := request.headers.get("if-none-match"))
+            ):
                 await self._answer(
                     request,
                     send,

@@ -40,6 +40,9 @@ def route_template(scope: Scope) -> str:
     """The matched route's path template, never the raw path (ids would explode cardinality)."""
     route = scope.get("route")
     path = getattr(route, "path", None)
+    if isinstance(path, str) and ":" in path:
+        # `/products/{product_id}` for the route written `/products/{product_id:int}`.
+        path = route.path_format  # type: ignore[union-attr]
     return path if isinstance(path, str) else "<unmatched>"
 
 

@@ -14,12 +14,13 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from app.api.routing import allowed_methods
 from app.core.errors import DomainError
 from app.core.logging import get_logger
 from app.core.metrics import DB_ERRORS
 from app.db.faults import BROKEN_CONNECTION, DBAPI_ERROR, is_unavailable, sqlstate
+from app.schemas.problem import PROBLEM_MEDIA_TYPE as PROBLEM_MEDIA_TYPE
 
-PROBLEM_MEDIA_TYPE = "application/problem+json"
 log = get_logger("app.errors")
 
 
@@ -97,9 +98,14 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    headers = exc.headers
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"No route matches {request.url.path}"
-    return problem_response(request, exc.status_code, detail, headers=exc.headers)
+    elif exc.status_code == 405:
+        allow = allowed_methods(request.scope, request.app.router.routes)
+        headers = {**(headers or {}), "Allow": allow}
+        detail = f"{request.method} is not allowed here; allowed: {allow}"
+    return problem_response(request, exc.status_code, detail, headers=headers)
 
 
 def _loc(loc: tuple[Any, ...]) -> list[str | int]:

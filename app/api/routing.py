@@ -1,15 +1,19 @@
-"""The route class every router uses: JSON bodies parsed with exact decimals."""
+"""The route class every router uses (JSON bodies parsed with exact decimals), the `Allow` of
+a 405, and the OpenAPI `responses=` of the errors a route answers."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
 
 from app.core import exact_json
-from app.schemas.problem import Problem
+from app.schemas.problem import PROBLEM_MEDIA_TYPE, Problem, ValidationProblem
 
 
 class DecimalJSONRequest(Request):
@@ -31,13 +35,85 @@ class DecimalJSONRoute(APIRoute):
         return decimal_json_handler
 
 
+def allowed_methods(scope: Scope, routes: list[BaseRoute]) -> str:
+    """The `Allow` of a 405: the methods of every route on the path. Starlette's own lists only
+    the first route that matched the path, and GET /products and POST /products are two."""
+    methods: set[str] = set()
+    # FastAPI keeps included routers nested; this walks their routes as its routing does.
+    for route in iter_route_contexts(routes):
+        route_methods = route.methods
+        if route_methods and route.matches(scope)[0] is not Match.NONE:
+            methods |= route_methods
+    return ", ".join(sorted(methods))
+
+
 def api_router(**kwargs: Any) -> APIRouter:
     return APIRouter(route_class=DecimalJSONRoute, **kwargs)
 
 
-def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` for the error statuses a route can answer (401 and 422 always)."""
-    return {
-        code: {"model": Problem, "content": {"application/problem+json": {}}}
-        for code in sorted({401, 422, *codes})
+ETAG_HEADER = {
+    "ETag": {
+        "description": 'the product\'s version, e.g. `"3"`: send it back in If-Match',
+        "required": True,
+        "schema": {"type": "string", "pattern": '^"[0-9]+"$'},
     }
+}
+LOCATION_HEADER = {
+    "Location": {
+        "description": "the path of the resource created",
+        "required": True,
+        "schema": {"type": "string"},
+    }
+}
+REPLAYED_HEADER = {
+    "Idempotent-Replayed": {
+        "description": "`true` when this is the stored answer to an earlier request with the "
+        "same Idempotency-Key",
+        "required": False,
+        "schema": {"type": "string", "enum": ["true"]},
+    }
+}
+
+# Headers an error response always carries, by status.
+_ERROR_HEADERS: dict[int, dict[str, Any]] = {
+    401: {
+        "WWW-Authenticate": {
+            "description": "`Bearer`: send a valid access token",
+            "required": True,
+            "schema": {"type": "string"},
+        }
+    },
+    **{
+        status: {
+            "Retry-After": {
+                "description": "seconds to wait before trying again",
+                "required": True,
+                "schema": {"type": "string", "pattern": "^[0-9]+$"},
+            }
+        }
+        for status in (429, 503)
+    },
+}
+
+
+def problem_schema_ref(status: int) -> dict[str, str]:
+    model = ValidationProblem if status == 422 else Problem
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def problem_response_doc(status: int) -> dict[str, Any]:
+    """One error status in OpenAPI: problem+json with its schema (errors[] for 422), headers."""
+    doc: dict[str, Any] = {
+        "description": HTTPStatus(status).phrase,
+        "content": {PROBLEM_MEDIA_TYPE: {"schema": problem_schema_ref(status)}},
+    }
+    if status in _ERROR_HEADERS:
+        doc["headers"] = _ERROR_HEADERS[status]
+    return doc
+
+
+def problem_responses(*codes: int, auth: bool = True) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` for the errors a route answers: `codes`, 503 (the database), 401
+    unless `auth=False`. app.api.openapi adds 422, and 400 and 413 where there is a body."""
+    statuses = {*codes, 503, *((401,) if auth else ())}
+    return {status: problem_response_doc(status) for status in sorted(statuses)}

@@ -6,7 +6,16 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    PlainSerializer,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 MAX_BIGINT = 2**63 - 1
 MAX_INT = 2**31 - 1
@@ -21,8 +30,20 @@ def _storable(value: str) -> str:
     return value
 
 
+class _Storable(AfterValidator):
+    """The check, and in JSON Schema the pattern that says it (no NUL; JSON Schema generators
+    make no lone surrogates)."""
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema.setdefault("pattern", "^[^\\u0000]*$")
+        return json_schema
+
+
 # Put after any StringConstraints: Annotated[str, StringConstraints(...), Storable].
-Storable = AfterValidator(_storable)
+Storable = _Storable(_storable)
 StorableStr = Annotated[str, Storable]
 DbId = Annotated[int, Field(ge=1, le=MAX_BIGINT)]
 

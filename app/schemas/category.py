@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from pydantic import StringConstraints, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from app.schemas.base import DbId, Schema, Storable, Timestamp
 
@@ -21,9 +22,9 @@ class CategoryCreate(Schema):
 
 
 class CategoryUpdate(Schema):
-    slug: Slug | None = None
-    name: CategoryName | None = None
-    description: CategoryDescription | None = None
+    slug: Slug | SkipJsonSchema[None] = None
+    name: CategoryName | SkipJsonSchema[None] = None
+    description: CategoryDescription | SkipJsonSchema[None] = None
     parent_id: DbId | None = None
 
     @model_validator(mode="after")

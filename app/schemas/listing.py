@@ -13,7 +13,11 @@ Limit = Annotated[int, Field(ge=1, le=100)]
 SearchText = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Storable
 ]
-Cursor = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+# What CursorCodec.encode writes: base64url payload "." base64url signature.
+Cursor = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=512, pattern=r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$"),
+]
 
 
 class PageParams(Schema):

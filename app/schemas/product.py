@@ -13,6 +13,7 @@ from pydantic import (
     StringConstraints,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from app.schemas.base import MAX_INT, DbId, Schema, Storable, StorableStr, Timestamp
 
@@ -126,16 +127,16 @@ WRITABLE_COLUMNS: tuple[str, ...] = tuple(ProductCreate.model_fields)
 class ProductUpdate(Schema):
     """Partial update: only the fields sent are applied. `null` clears `category_id` only."""
 
-    sku: Sku | None = None
-    name: Name | None = None
-    description: Description | None = None
-    price: Price | None = None
-    currency: Currency | None = None
-    stock: Stock | None = None
-    status: ProductStatus | None = None
+    sku: Sku | SkipJsonSchema[None] = None
+    name: Name | SkipJsonSchema[None] = None
+    description: Description | SkipJsonSchema[None] = None
+    price: Price | SkipJsonSchema[None] = None
+    currency: Currency | SkipJsonSchema[None] = None
+    stock: Stock | SkipJsonSchema[None] = None
+    status: ProductStatus | SkipJsonSchema[None] = None
     category_id: DbId | None = None
-    tags: Tags | None = None
-    attributes: Attributes | None = None
+    tags: Tags | SkipJsonSchema[None] = None
+    attributes: Attributes | SkipJsonSchema[None] = None
 
     @model_validator(mode="after")
     def _null_only_where_nullable(self) -> Self:

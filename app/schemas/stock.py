@@ -12,7 +12,15 @@ from app.schemas.base import MAX_INT, Schema, Storable, Timestamp
 class StockAdjust(Schema):
     # Strict: `true` or `1.0` is not a quantity.
     delta: Annotated[
-        int, Field(strict=True, ge=-MAX_INT, le=MAX_INT, description="non-zero", examples=[-1])
+        int,
+        Field(
+            strict=True,
+            ge=-MAX_INT,
+            le=MAX_INT,
+            description="non-zero",
+            examples=[-1],
+            json_schema_extra={"not": {"const": 0}},
+        ),
     ]
     reason: Annotated[str, StringConstraints(max_length=500), Storable] | None = None
 

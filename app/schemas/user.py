@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from pydantic import EmailStr, Field, SecretStr, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from app.core.security import Role
 from app.schemas.base import Schema, Timestamp
@@ -25,10 +26,10 @@ class UserCreate(Schema):
 
 
 class UserUpdate(Schema):
-    email: EmailStr | None = None
-    password: Password | None = None
-    role: Role | None = None
-    is_active: bool | None = None
+    email: EmailStr | SkipJsonSchema[None] = None
+    password: Password | SkipJsonSchema[None] = None
+    role: Role | SkipJsonSchema[None] = None
+    is_active: bool | SkipJsonSchema[None] = None
 
     @model_validator(mode="after")
     def _no_nulls(self) -> UserUpdate:

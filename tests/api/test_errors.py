@@ -29,10 +29,37 @@ class TestProblems:
         body = assert_problem(await viewer.get("/nope/nothing"), 404)
         assert body["instance"] == "/nope/nothing"
 
-    async def test_wrong_method_is_405_with_allow(self, viewer: httpx.AsyncClient) -> None:
-        response = await viewer.put("/products")
-        assert_problem(response, 405)
-        assert "GET" in response.headers["allow"]
+    @pytest.mark.parametrize(
+        ("method", "path", "allow"),
+        [
+            # Two routes share /products: Allow lists both, not only the first that matched.
+            ("PUT", "/products", "GET, POST"),
+            ("OPTIONS", "/products", "GET, POST"),
+            ("PUT", "/products/7", "DELETE, GET, PATCH"),
+            # A fixed path is not /products/{product_id} with a bad id (that was a 422).
+            ("PATCH", "/products/export", "GET"),
+            ("PATCH", "/products/import", "POST"),
+            ("PATCH", "/users/me", "GET"),
+            ("OPTIONS", "/products/7/stock", "POST"),
+        ],
+    )
+    async def test_wrong_method_is_405_with_every_allowed_method(
+        self, editor: httpx.AsyncClient, method: str, path: str, allow: str
+    ) -> None:
+        response = await editor.request(method, path)
+        body = assert_problem(response, 405)
+        assert response.headers["allow"] == allow
+        assert allow in str(body["detail"])
+
+    async def test_allow_matches_the_document(self, app: object, editor: httpx.AsyncClient) -> None:
+        paths = app.openapi()["paths"]  # type: ignore[attr-defined]
+        for template, item in paths.items():
+            path = template.replace("{product_id}", "7").replace("{category_id}", "7")
+            path = path.replace("{user_id}", "7")
+            response = await editor.request("TRACE", path)
+            assert response.status_code == 405, path
+            documented = sorted(method.upper() for method in item if method != "parameters")
+            assert response.headers["allow"].split(", ") == documented, path
 
     async def test_validation_error_lists_errors_without_echoing_input(
         self, editor: httpx.AsyncClient

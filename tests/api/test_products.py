@@ -154,9 +154,14 @@ class TestReadProduct:
         stale = await editor.get(f"/products/{product['id']}", headers={"If-None-Match": '"0"'})
         assert stale.status_code == 200
 
-    @pytest.mark.parametrize("product_id", ["0", "abc", str(2**63), "-5"])
-    async def test_bad_id_is_422(self, viewer: httpx.AsyncClient, product_id: str) -> None:
+    @pytest.mark.parametrize("product_id", ["0", str(2**63)])
+    async def test_id_out_of_range_is_422(self, viewer: httpx.AsyncClient, product_id: str) -> None:
         assert (await viewer.get(f"/products/{product_id}")).status_code == 422
+
+    @pytest.mark.parametrize("product_id", ["abc", "-5"])
+    async def test_id_not_digits_is_404(self, viewer: httpx.AsyncClient, product_id: str) -> None:
+        # An id is digits: anything else names no resource (and /products/export stays a path).
+        assert (await viewer.get(f"/products/{product_id}")).status_code == 404
 
     async def test_missing_is_404_problem(self, viewer: httpx.AsyncClient) -> None:
         response = await viewer.get("/products/424242")

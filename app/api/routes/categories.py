@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import Query, Request, Response, status
 
 from app.api.deps import CategoryId, Editor, JsonBody, Reader, SessionDep
-from app.api.routing import api_router, problem_responses
+from app.api.routing import LOCATION_HEADER, api_router, problem_responses
 from app.schemas.base import Page
 from app.schemas.category import CategoryCreate, CategoryRead, CategoryUpdate
 from app.schemas.listing import PageParams
@@ -25,7 +25,7 @@ async def list_categories(
     return Page(items=[CategoryRead.model_validate(c) for c in categories], next_cursor=next_cursor)
 
 
-@router.get("/{category_id}", response_model=CategoryRead, responses=problem_responses(404))
+@router.get("/{category_id:int}", response_model=CategoryRead, responses=problem_responses(404))
 async def get_category(category_id: CategoryId, _: Reader, session: SessionDep) -> CategoryRead:
     """Get one category."""
     return CategoryRead.model_validate(await CategoryService(session).get(category_id))
@@ -36,7 +36,7 @@ async def get_category(category_id: CategoryId, _: Reader, session: SessionDep) 
     response_model=CategoryRead,
     status_code=status.HTTP_201_CREATED,
     dependencies=[JsonBody],
-    responses=problem_responses(403, 409, 415),
+    responses={**problem_responses(403, 409, 415), 201: {"headers": LOCATION_HEADER}},
 )
 async def create_category(
     data: CategoryCreate, _: Editor, session: SessionDep, response: Response
@@ -48,7 +48,7 @@ async def create_category(
 
 
 @router.patch(
-    "/{category_id}",
+    "/{category_id:int}",
     response_model=CategoryRead,
     dependencies=[JsonBody],
     responses=problem_responses(403, 404, 409, 415),
@@ -61,7 +61,7 @@ async def update_category(
 
 
 @router.delete(
-    "/{category_id}",
+    "/{category_id:int}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(403, 404, 409),
 )

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from app.api.problems import problem_response
+from app.api.routing import problem_response_doc
 
 router = APIRouter(tags=["health"])
 CHECK_TIMEOUT_SECONDS = 2.0
@@ -31,7 +32,10 @@ async def _timed(check: Any) -> dict[str, Any]:
     return outcome
 
 
-@router.get("/health/ready", responses={503: {"description": "a dependency is not ready"}})
+@router.get(
+    "/health/ready",
+    responses={503: {**problem_response_doc(503), "description": "a dependency is not ready"}},
+)
 async def readiness(request: Request) -> Response:
     """Readiness: PostgreSQL (and Redis when configured) answer within a short timeout."""
     state = request.app.state

@@ -2,12 +2,27 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Header, Query, Request, Response, status
+from fastapi import Query, Request, Response, status
 
-from app.api.deps import Editor, JsonBody, ProductId, ProductQueriesDep, Reader, SessionDep
+from app.api.deps import (
+    Editor,
+    IfMatch,
+    IfNoneMatch,
+    JsonBody,
+    ProductId,
+    ProductQueriesDep,
+    Reader,
+    SessionDep,
+)
 from app.api.etag import etag, if_match_version, none_match
 from app.api.idempotency import IdempotencyKey, idempotent
-from app.api.routing import api_router, problem_responses
+from app.api.routing import (
+    ETAG_HEADER,
+    LOCATION_HEADER,
+    REPLAYED_HEADER,
+    api_router,
+    problem_responses,
+)
 from app.schemas.base import Page
 from app.schemas.listing import ProductListParams
 from app.schemas.product import ProductCreate, ProductRead, ProductUpdate
@@ -17,8 +32,6 @@ from app.services.products import ProductService
 router = api_router(prefix="/products", tags=["products"])
 
 JSON = "application/json"
-IfMatch = Annotated[str | None, Header(description='the ETag, e.g. "3"')]
-IfNoneMatch = Annotated[str | None, Header()]
 
 
 def _service(session: SessionDep, request: Request) -> ProductService:
@@ -35,7 +48,18 @@ async def list_products(
     return await product_page(queries, params)
 
 
-@router.get("/{product_id}", response_model=ProductRead, responses=problem_responses(404))
+@router.get(
+    "/{product_id:int}",
+    response_model=ProductRead,
+    responses={
+        **problem_responses(404),
+        200: {"headers": ETAG_HEADER},
+        304: {
+            "description": "Not modified: the If-None-Match ETag is current",
+            "headers": ETAG_HEADER,
+        },
+    },
+)
 async def get_product(
     product_id: ProductId,
     _: Reader,
@@ -83,7 +107,10 @@ async def product_document(
     response_model=ProductRead,
     status_code=status.HTTP_201_CREATED,
     dependencies=[JsonBody],
-    responses=problem_responses(403, 409, 415),
+    responses={
+        **problem_responses(403, 409, 415),
+        201: {"headers": {**ETAG_HEADER, **LOCATION_HEADER, **REPLAYED_HEADER}},
+    },
 )
 async def create_product(
     data: ProductCreate,
@@ -107,10 +134,10 @@ async def create_product(
 
 
 @router.patch(
-    "/{product_id}",
+    "/{product_id:int}",
     response_model=ProductRead,
     dependencies=[JsonBody],
-    responses=problem_responses(403, 404, 409, 412, 415, 428),
+    responses={**problem_responses(403, 404, 409, 412, 415, 428), 200: {"headers": ETAG_HEADER}},
 )
 async def update_product(
     product_id: ProductId,
@@ -130,7 +157,7 @@ async def update_product(
 
 
 @router.delete(
-    "/{product_id}",
+    "/{product_id:int}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(403, 404, 412, 428),
 )

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Header, Query, Request, Response
+from fastapi import Query, Request, Response
 
-from app.api.deps import Editor, JsonBody, ProductId, Reader, SessionDep
+from app.api.deps import Editor, IfMatch, JsonBody, ProductId, Reader, SessionDep
 from app.api.etag import etag, if_match_version
 from app.api.idempotency import IdempotencyKey, idempotent
-from app.api.routing import api_router, problem_responses
+from app.api.routing import ETAG_HEADER, REPLAYED_HEADER, api_router, problem_responses
 from app.schemas.base import Page
 from app.schemas.listing import PageParams
 from app.schemas.product import ProductRead
@@ -16,18 +16,19 @@ from app.services.stock import StockService
 
 router = api_router(prefix="/products", tags=["stock"])
 
-IfMatch = Annotated[str | None, Header(description='the ETag, e.g. "3"')]
-
 
 def _service(session: SessionDep, request: Request) -> StockService:
     return StockService(session, require_if_match=request.app.state.settings.require_if_match)
 
 
 @router.post(
-    "/{product_id}/stock",
+    "/{product_id:int}/stock",
     response_model=ProductRead,
     dependencies=[JsonBody],
-    responses=problem_responses(403, 404, 409, 412, 415, 428),
+    responses={
+        **problem_responses(403, 404, 409, 412, 415, 428),
+        200: {"headers": {**ETAG_HEADER, **REPLAYED_HEADER}},
+    },
 )
 async def adjust_stock(
     product_id: ProductId,
@@ -52,7 +53,7 @@ async def adjust_stock(
 
 
 @router.get(
-    "/{product_id}/stock/history",
+    "/{product_id:int}/stock/history",
     response_model=Page[StockAdjustmentRead],
     responses=problem_responses(404),
 )

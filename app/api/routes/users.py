@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import BackgroundTasks, Query, Request, Response, status
 
 from app.api.deps import Admin, CurrentUser, JsonBody, PrincipalsDep, SessionDep, UserId
-from app.api.routing import api_router, problem_responses
+from app.api.routing import LOCATION_HEADER, api_router, problem_responses
 from app.schemas.base import Page
 from app.schemas.listing import PageParams
 from app.schemas.user import UserCreate, UserRead, UserUpdate
@@ -47,7 +47,7 @@ async def list_users(
     response_model=UserRead,
     status_code=status.HTTP_201_CREATED,
     dependencies=[JsonBody],
-    responses=problem_responses(403, 409, 415),
+    responses={**problem_responses(403, 409, 415), 201: {"headers": LOCATION_HEADER}},
 )
 async def create_user(
     data: UserCreate, _: Admin, session: SessionDep, response: Response
@@ -58,14 +58,14 @@ async def create_user(
     return UserRead.model_validate(user)
 
 
-@router.get("/{user_id}", response_model=UserRead, responses=problem_responses(403, 404))
+@router.get("/{user_id:int}", response_model=UserRead, responses=problem_responses(403, 404))
 async def get_user(user_id: UserId, _: Admin, session: SessionDep) -> UserRead:
     """Get one user."""
     return UserRead.model_validate(await UserService(session).get(user_id))
 
 
 @router.patch(
-    "/{user_id}",
+    "/{user_id:int}",
     response_model=UserRead,
     dependencies=[JsonBody],
     responses=problem_responses(403, 404, 409, 415),
@@ -85,7 +85,7 @@ async def update_user(
 
 
 @router.delete(
-    "/{user_id}",
+    "/{user_id:int}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(403, 404, 409),
 )
