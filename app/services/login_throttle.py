@@ -18,10 +18,13 @@ successful login also clears its own pair (the owner's earlier typos), never the
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import redis.asyncio as redis
 from limits import RateLimitItem, RateLimitItemPerSecond
@@ -35,7 +38,12 @@ from app.core.logging import get_logger
 from app.core.metrics import LOGIN_FAILURES
 
 KEY_PREFIX = "catalog-login"
+# redis-py's pool refuses (MaxConnectionsError) past 100 connections in use rather than waiting,
+# and the app shares it: a burst of logins queues here for one of a few connections instead.
+STORE_CONNECTIONS = 32
+STORE_WAIT_SECONDS = 1.0
 log = get_logger("app.auth")
+T = TypeVar("T")
 
 
 def account_key(email: str) -> str:
@@ -70,6 +78,7 @@ class LoginThrottle:
     ) -> None:
         self.storage = storage
         self._limiter = FixedWindowRateLimiter(storage)
+        self._store_slots = asyncio.Semaphore(STORE_CONNECTIONS)
         # Used only while the shared store is unreachable: throttling per process beats none.
         self._fallback = FixedWindowRateLimiter(MemoryStorage())
         # Checked in this order, and an attempt stops at the first limit it is over: one that
@@ -139,7 +148,7 @@ class LoginThrottle:
         for hit in attempt.hits:
             try:
                 # A negative hit: the same atomic INCRBY; never a new key without its expiry.
-                await hit.limiter.hit(hit.item, *hit.identifiers, cost=-1)
+                await self._call(hit.limiter, hit.limiter.hit(hit.item, *hit.identifiers, cost=-1))
             except StorageError:
                 self._warn_unavailable()
         attempt.hits.clear()
@@ -149,7 +158,7 @@ class LoginThrottle:
         await self.give_back(attempt)
         _, pair_item = self._items[1]
         try:
-            await self._limiter.clear(pair_item, *attempt.pair)
+            await self._call(self._limiter, self._limiter.clear(pair_item, *attempt.pair))
         except StorageError:
             self._warn_unavailable()
         await self._fallback.clear(pair_item, *attempt.pair)
@@ -159,21 +168,37 @@ class LoginThrottle:
         await self.storage.reset()
         await self._fallback.storage.reset()
 
+    async def _call(self, limiter: FixedWindowRateLimiter, call: Coroutine[Any, Any, T]) -> T:
+        """Await `call`, on one of at most STORE_CONNECTIONS connections when it goes to the
+        shared store; StorageError when none frees within STORE_WAIT_SECONDS."""
+        if limiter is self._fallback:
+            return await call
+        try:
+            async with asyncio.timeout(STORE_WAIT_SECONDS):
+                await self._store_slots.acquire()
+        except TimeoutError as error:
+            call.close()
+            raise StorageError(error) from None
+        try:
+            return await call
+        finally:
+            self._store_slots.release()
+
     async def _hit(self, item: RateLimitItem, identifiers: tuple[str, ...]) -> tuple[_Hit, bool]:
         try:
-            return _Hit(self._limiter, item, identifiers), await self._limiter.hit(
-                item, *identifiers
-            )
+            allowed = await self._call(self._limiter, self._limiter.hit(item, *identifiers))
+            return _Hit(self._limiter, item, identifiers), allowed
         except StorageError:
             self._warn_unavailable()
             return _Hit(self._fallback, item, identifiers), await self._fallback.hit(
                 item, *identifiers
             )
 
-    @staticmethod
-    async def _retry_after(hit: _Hit) -> int:
+    async def _retry_after(self, hit: _Hit) -> int:
         try:
-            stats = await hit.limiter.get_window_stats(hit.item, *hit.identifiers)
+            stats = await self._call(
+                hit.limiter, hit.limiter.get_window_stats(hit.item, *hit.identifiers)
+            )
             return max(1, math.ceil(stats.reset_time - time.time()))
         except StorageError:
             return hit.item.get_expiry()

@@ -5,13 +5,17 @@ default thread pool, a burst of logins would take every thread that `asyncio.to_
 Starlette's sync endpoints share, and queue for as long as the burst lasts. Here at most
 LOGIN_MAX_CONCURRENT_HASHES logins hash at once, on threads nothing else uses; a login that
 finds no free slot within HASH_WAIT_SECONDS is answered 503 instead of waiting its turn, so a
-burst is answered at the burst's expense. argon2-cffi releases the GIL while it hashes, so
-the event loop keeps serving other requests meanwhile.
+burst is answered at the burst's expense. argon2-cffi releases the GIL while it hashes, and on
+Linux the hashing threads run at a lower CPU priority (nice +HASH_NICENESS): with every core
+hashing, the event loop, and so every other request, still gets the CPU first.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
+import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -22,7 +26,15 @@ from app.core.errors import ServiceUnavailable
 
 # Well under a second, and about the time a slot takes to free when hashes already run.
 HASH_WAIT_SECONDS = 0.25
+HASH_NICENESS = 10
 T = TypeVar("T")
+
+
+def _lower_priority() -> None:
+    # Linux schedules threads one by one, so this leaves the process's other threads alone;
+    # elsewhere the call would name a process, so hashing keeps the normal priority there.
+    if sys.platform == "linux":
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASH_NICENESS)
 
 
 class LoginBusy(ServiceUnavailable):
@@ -35,7 +47,9 @@ class PasswordHasher:
         self.max_concurrent = max_concurrent
         self.wait_seconds = wait_seconds
         self._slots = asyncio.Semaphore(max_concurrent)
-        self._threads = ThreadPoolExecutor(max_concurrent, thread_name_prefix="password-hash")
+        self._threads = ThreadPoolExecutor(
+            max_concurrent, thread_name_prefix="password-hash", initializer=_lower_priority
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PasswordHasher:

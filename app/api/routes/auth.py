@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request, Response, status
+from fastapi import Depends, Form, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from app.api.deps import CurrentUser, JsonBody, SessionDep, SettingsDep
@@ -11,6 +11,26 @@ from app.schemas.auth import LogoutRequest, RefreshRequest, TokenPair
 from app.services.auth import AuthService, IssuedTokens, LoginService
 
 router = api_router(prefix="/auth", tags=["auth"])
+
+
+async def password_form(
+    username: Annotated[str, Form()],
+    password: Annotated[str, Form(json_schema_extra={"format": "password"})],
+    grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
+    scope: Annotated[str, Form()] = "",
+    client_id: Annotated[str | None, Form()] = None,
+    client_secret: Annotated[str | None, Form(json_schema_extra={"format": "password"})] = None,
+) -> OAuth2PasswordRequestForm:
+    """OAuth2PasswordRequestForm's fields, in an async dependency: FastAPI runs a class
+    dependency on the shared thread pool, which a burst of logins must leave alone."""
+    return OAuth2PasswordRequestForm(
+        grant_type=grant_type,
+        username=username,
+        password=password,
+        scope=scope,
+        client_id=client_id,
+        client_secret=client_secret,
+    )
 
 
 def _token_response(tokens: IssuedTokens, response: Response) -> TokenPair:
@@ -26,7 +46,7 @@ def _token_response(tokens: IssuedTokens, response: Response) -> TokenPair:
 
 @router.post("/token", response_model=TokenPair, responses=problem_responses(429, 503))
 async def issue_token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    form: Annotated[OAuth2PasswordRequestForm, Depends(password_form)],
     request: Request,
     response: Response,
     settings: SettingsDep,
