@@ -1,9 +1,8 @@
 """Test fixtures: a real PostgreSQL (never SQLite, never a mock) and a real Redis.
 
-Where the database comes from, in order:
-1. TEST_DATABASE_URL, if set (a database the run may truncate freely);
-2. a testcontainers PostgreSQL, when a Docker daemon answers;
-3. the local server on 127.0.0.1:5432, in a throwaway database this run creates and drops.
+Where they come from (tests/support/backends.py; the run's header, or its summary under -q,
+names the choice and why): TEST_DATABASE_URL / TEST_REDIS_URL if set, else testcontainers
+when a Docker daemon answers, else the local servers (PostgreSQL in a throwaway database).
 The schema is built once per run by the Alembic migrations; each test starts from truncated
 tables (the read path uses its own pooled connections, so an outer rollback could not isolate).
 """
@@ -12,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ from app.core.security import create_access_token, hash_password
 from app.db import bootstrap
 from app.main import create_app
 from app.services.login_throttle import LoginThrottle
+from tests.support import backends
 from tests.support.tcp_proxy import TcpProxy
 
 TEST_SECRET = "test-secret-key-0123456789-abcdefghijklmnop"
@@ -36,53 +35,45 @@ PASSWORD = "correct horse battery staple"
 TABLES = "stock_adjustments, idempotency_keys, refresh_tokens, products, categories, users"
 
 
-def _docker_answers() -> bool:
-    """True when a Docker daemon answers /_ping (probed by hand: docker-py leaks the socket)."""
-    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    try:
-        if host.startswith("unix://"):
-            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            address: object = host.removeprefix("unix://")
-        elif host.startswith("tcp://"):
-            probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            name, _, port = host.removeprefix("tcp://").partition(":")
-            address = (name, int(port or 2375))
-        else:
-            return False
-        with probe:
-            probe.settimeout(3)
-            probe.connect(address)
-            probe.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
-            return b" 200 " in probe.recv(64)
-    except OSError:
-        return False
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return backends.describe()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    # -q drops the header; the choice is then said once at the end instead.
+    if terminalreporter.config.get_verbosity() < 0:
+        for line in backends.describe():
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
-    if url := os.environ.get("TEST_DATABASE_URL"):
+    choice = backends.database_choice()
+    if choice.kind == "env":
+        url = os.environ["TEST_DATABASE_URL"]
         bootstrap.migrate(url)
         yield url
-        return
-    if _docker_answers():
-        from testcontainers.postgres import PostgresContainer
-
-        with PostgresContainer("postgres:15-alpine", driver="asyncpg") as container:
-            url = container.get_connection_url()
+    elif choice.kind == "container":
+        with backends.postgres_container() as url:
             bootstrap.migrate(url)
             yield url
-        return
-    url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/catalog_test_{uuid.uuid4().hex[:10]}"
-    try:
-        bootstrap.migrate(url)
-        yield url
-    finally:
-        asyncio.run(bootstrap.drop_database(url))
+    else:
+        url = backends.local_database_url()
+        try:
+            bootstrap.migrate(url)
+            yield url
+        finally:
+            asyncio.run(bootstrap.drop_database(url))
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> str:
-    return os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+def redis_url() -> Iterator[str]:
+    choice = backends.redis_choice()
+    if choice.kind == "container":
+        with backends.redis_container() as url:
+            yield url
+    else:
+        yield os.environ.get("TEST_REDIS_URL", backends.LOCAL_REDIS_URL)
 
 
 def make_settings(database_url: str, redis_url: str | None, **overrides: object) -> Settings:
