@@ -2,8 +2,8 @@
 #
 # Product catalog service image.
 #
-#   docker build -t catalog:latest .
-#   docker run --rm -p 8000:8000 -e DATABASE_URL=... -e SECRET_KEY=... catalog:latest
+#   docker build -t catalog-service .
+#   docker run --rm -p 8000:8000 -e DATABASE_URL=... -e SECRET_KEY=... catalog-service
 #
 # Stage 1 (builder) installs the locked runtime dependencies and the project into a
 # virtualenv at /opt/venv; it is the only stage with a compiler, in case a dependency
@@ -43,9 +43,12 @@ RUN pip install --no-cache-dir --no-deps .
 ############################ runtime ############################
 FROM python:3.11-slim AS runtime
 
+# Production unless told otherwise: a container started without settings must refuse a
+# missing or example SECRET_KEY rather than run with development defaults.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    ENVIRONMENT=production
 
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --no-create-home \

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) answer before the tests run.
 # Starts local servers that are installed but stopped; installs them with apt when missing and
-# apt is usable. With TEST_DATABASE_URL set, the PostgreSQL step is skipped.
+# apt is usable. With TEST_DATABASE_URL set, the PostgreSQL step is skipped; with a Docker
+# daemon answering, both are (the tests start containers).
 set -euo pipefail
 
 log() { echo "ensure-services: $*" >&2; }
@@ -10,6 +11,15 @@ apt_install() {
   command -v apt-get >/dev/null || return 1
   as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
 }
+
+docker_answers() { command -v docker >/dev/null && timeout 5 docker info >/dev/null 2>&1; }
+
+# Where a Docker daemon answers, tests/conftest.py runs PostgreSQL and Redis in containers
+# (tests/support/backends.py): local servers are not needed, so none are installed or started.
+if docker_answers; then
+  log "a Docker daemon answers (DOCKER_HOST=${DOCKER_HOST:-default}): the tests use containers"
+  exit 0
+fi
 
 pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 -t 2 2>/dev/null; }
 redis_up() { [ "$(timeout 2 redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = "PONG" ]; }

