@@ -272,9 +272,11 @@ async def test_a_server_error_at_connect_gives_503_on_every_path(
     role = f"catalog_full_{uuid.uuid4().hex[:8]}"
     admin = create_async_engine(str(settings.database_url))
     async with admin.begin() as connection:
-        await connection.execute(text(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 0"))
+        await connection.execute(
+            text(f"CREATE ROLE {role} LOGIN PASSWORD 'refused' CONNECTION LIMIT 0")
+        )
     try:
-        url = make_url(str(settings.database_url)).set(username=role, password=None)
+        url = make_url(str(settings.database_url)).set(username=role, password="refused")
         refused = make_settings(url.render_as_string(hide_password=False), None)
         for hot_reads in (True, False):
             service = create_app(refused, hot_reads=hot_reads)

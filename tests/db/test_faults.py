@@ -159,8 +159,10 @@ async def test_a_server_error_at_connect_comes_as_the_adapters_error(settings: S
     admin = create_async_engine(str(settings.database_url))
     try:
         async with admin.begin() as connection:
-            await connection.execute(text(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 0"))
-        url = make_url(str(settings.database_url)).set(username=role, password=None)
+            await connection.execute(
+                text(f"CREATE ROLE {role} LOGIN PASSWORD 'refused' CONNECTION LIMIT 0")
+            )
+        url = make_url(str(settings.database_url)).set(username=role, password="refused")
         engine = create_async_engine(url)
         try:
             with pytest.raises(DBAPI_ERROR) as raised:
