@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-tools lint format services migrate seed bench clean
+.PHONY: help install run test test-tools lint format services migrate seed bench fuzz clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ test-tools: ## Install Chromium and promtool for the browser and metrics tests (
 
 test: install services test-tools ## Run the whole test suite against real PostgreSQL and Redis
 	$(BIN)/python -m pytest
+
+fuzz: install services ## schemathesis, every check, for FUZZ_SECONDS (default 300) against a live server
+	FUZZ_SECONDS=$${FUZZ_SECONDS:-300} $(BIN)/python -m pytest -s tests/contract/test_schemathesis.py
 
 lint: install ## ruff check, ruff format --check, mypy
 	$(BIN)/ruff check app tests alembic bench
