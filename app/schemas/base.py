@@ -9,6 +9,7 @@ from typing import Annotated, Generic, TypeVar
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     GetJsonSchemaHandler,
@@ -45,7 +46,18 @@ class _Storable(AfterValidator):
 # Put after any StringConstraints: Annotated[str, StringConstraints(...), Storable].
 Storable = _Storable(_storable)
 StorableStr = Annotated[str, Storable]
-DbId = Annotated[int, Field(ge=1, le=MAX_BIGINT)]
+
+
+def _not_bool(value: object) -> object:
+    # JSON `true` is not the integer 1, which pydantic's lax mode would make of it.
+    if isinstance(value, bool):
+        raise ValueError("must be an integer, not a boolean")
+    return value
+
+
+# For integers in bodies: the document says integer, so a boolean is refused.
+NotBool = BeforeValidator(_not_bool)
+DbId = Annotated[int, NotBool, Field(ge=1, le=MAX_BIGINT)]
 
 
 class Schema(BaseModel):

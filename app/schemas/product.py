@@ -15,7 +15,7 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
-from app.schemas.base import MAX_INT, DbId, Schema, Storable, StorableStr, Timestamp
+from app.schemas.base import MAX_INT, DbId, NotBool, Schema, Storable, StorableStr, Timestamp
 
 CENT = Decimal("0.01")
 MAX_PRICE = Decimal("9999999999.99")  # Numeric(12, 2): ten integer digits
@@ -65,7 +65,7 @@ Currency = Annotated[
     StringConstraints(pattern=r"^[A-Za-z]{3}$", to_upper=True),
     Field(examples=["EUR"]),
 ]
-Stock = Annotated[int, Field(ge=0, le=MAX_INT)]
+Stock = Annotated[int, NotBool, Field(ge=0, le=MAX_INT)]
 Tag = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40), Storable
 ]
