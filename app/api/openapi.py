@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from pydantic.json_schema import models_json_schema
 
 from app.api.routing import problem_response_doc
+from app.schemas.base import MAX_BIGINT
 from app.schemas.problem import Problem, ValidationProblem
 
 REQUEST_ID = "X-Request-ID"
@@ -74,6 +75,23 @@ def _complete_operation(operation: dict[str, Any]) -> None:
     operation.setdefault("parameters", []).append(_REQUEST_ID_PARAMETER)
 
 
+def _exact_bounds(node: Any) -> None:
+    """Integer bounds as integers. FastAPI's OpenAPI model holds minimum and maximum as floats,
+    and the float of 2**63 - 1 (a bigint id's maximum) is 2**63: a tool that believes it sends
+    an id no bigint holds, and calls the 422 a bug."""
+    if isinstance(node, list):
+        for item in node:
+            _exact_bounds(item)
+    elif isinstance(node, dict):
+        if node.get("type") == "integer":
+            for key in ("minimum", "maximum"):
+                bound = node.get(key)
+                if isinstance(bound, float) and bound.is_integer():
+                    node[key] = max(-MAX_BIGINT, min(MAX_BIGINT, int(bound)))
+        for value in node.values():
+            _exact_bounds(value)
+
+
 def complete(document: dict[str, Any]) -> dict[str, Any]:
     """Fill in `document` (as FastAPI built it) in place, and return it."""
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
@@ -81,6 +99,7 @@ def complete(document: dict[str, Any]) -> dict[str, Any]:
         schemas.pop(name, None)
     schemas.update(_problem_schemas())
     document["components"]["schemas"] = dict(sorted(schemas.items()))
+    _exact_bounds(document)
     for path_item in document.get("paths", {}).values():
         for method, operation in path_item.items():
             if method in _METHODS:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -57,11 +58,33 @@ def _not_bool(value: object) -> object:
 
 # For integers in bodies: the document says integer, so a boolean is refused.
 NotBool = BeforeValidator(_not_bool)
-DbId = Annotated[int, NotBool, Field(ge=1, le=MAX_BIGINT)]
+
+
+DbId = Annotated[int, Field(ge=1, le=MAX_BIGINT), NotBool]
 
 
 class Schema(BaseModel):
     model_config = ConfigDict(from_attributes=True, extra="forbid")
+
+
+def null_only_for(*nullable: str) -> Callable[[dict[str, Any]], None]:
+    """`json_schema_extra` of a partial update: a field left out is unchanged, and null is
+    refused except for `nullable` fields, so the document shows no null for the others.
+    (`X | None` keeps pydantic's error locations plain; the schema is corrected here.)"""
+
+    def drop_null(schema: dict[str, Any]) -> None:
+        for name, prop in schema.get("properties", {}).items():
+            branches = prop.get("anyOf", [])
+            if name in nullable or {"type": "null"} not in branches:
+                continue
+            rest = [branch for branch in branches if branch != {"type": "null"}]
+            del prop["anyOf"]
+            if len(rest) == 1:
+                prop.update(rest[0])
+            else:
+                prop["anyOf"] = rest
+
+    return drop_null
 
 
 T = TypeVar("T")

@@ -2,10 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import StringConstraints, model_validator
-from pydantic.json_schema import SkipJsonSchema
+from pydantic import ConfigDict, StringConstraints, model_validator
 
-from app.schemas.base import DbId, Schema, Storable, Timestamp
+from app.schemas.base import DbId, Schema, Storable, Timestamp, null_only_for
 
 Slug = Annotated[str, StringConstraints(min_length=1, max_length=80, pattern=r"^[a-z0-9-]+$")]
 CategoryName = Annotated[
@@ -22,9 +21,11 @@ class CategoryCreate(Schema):
 
 
 class CategoryUpdate(Schema):
-    slug: Slug | SkipJsonSchema[None] = None
-    name: CategoryName | SkipJsonSchema[None] = None
-    description: CategoryDescription | SkipJsonSchema[None] = None
+    model_config = ConfigDict(json_schema_extra=null_only_for("parent_id"))
+
+    slug: Slug | None = None
+    name: CategoryName | None = None
+    description: CategoryDescription | None = None
     parent_id: DbId | None = None
 
     @model_validator(mode="after")

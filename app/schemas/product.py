@@ -8,14 +8,23 @@ from typing import Annotated, Any, Self
 from pydantic import (
     AfterValidator,
     BeforeValidator,
+    ConfigDict,
     Field,
     PlainSerializer,
     StringConstraints,
     model_validator,
 )
-from pydantic.json_schema import SkipJsonSchema
 
-from app.schemas.base import MAX_INT, DbId, NotBool, Schema, Storable, StorableStr, Timestamp
+from app.schemas.base import (
+    MAX_INT,
+    DbId,
+    NotBool,
+    Schema,
+    Storable,
+    StorableStr,
+    Timestamp,
+    null_only_for,
+)
 
 CENT = Decimal("0.01")
 MAX_PRICE = Decimal("9999999999.99")  # Numeric(12, 2): ten integer digits
@@ -65,7 +74,7 @@ Currency = Annotated[
     StringConstraints(pattern=r"^[A-Za-z]{3}$", to_upper=True),
     Field(examples=["EUR"]),
 ]
-Stock = Annotated[int, NotBool, Field(ge=0, le=MAX_INT)]
+Stock = Annotated[int, Field(ge=0, le=MAX_INT), NotBool]
 Tag = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40), Storable
 ]
@@ -127,16 +136,18 @@ WRITABLE_COLUMNS: tuple[str, ...] = tuple(ProductCreate.model_fields)
 class ProductUpdate(Schema):
     """Partial update: only the fields sent are applied. `null` clears `category_id` only."""
 
-    sku: Sku | SkipJsonSchema[None] = None
-    name: Name | SkipJsonSchema[None] = None
-    description: Description | SkipJsonSchema[None] = None
-    price: Price | SkipJsonSchema[None] = None
-    currency: Currency | SkipJsonSchema[None] = None
-    stock: Stock | SkipJsonSchema[None] = None
-    status: ProductStatus | SkipJsonSchema[None] = None
+    model_config = ConfigDict(json_schema_extra=null_only_for("category_id"))
+
+    sku: Sku | None = None
+    name: Name | None = None
+    description: Description | None = None
+    price: Price | None = None
+    currency: Currency | None = None
+    stock: Stock | None = None
+    status: ProductStatus | None = None
     category_id: DbId | None = None
-    tags: Tags | SkipJsonSchema[None] = None
-    attributes: Attributes | SkipJsonSchema[None] = None
+    tags: Tags | None = None
+    attributes: Attributes | None = None
 
     @model_validator(mode="after")
     def _null_only_where_nullable(self) -> Self:

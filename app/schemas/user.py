@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import EmailStr, Field, SecretStr, model_validator
-from pydantic.json_schema import SkipJsonSchema
+from pydantic import ConfigDict, EmailStr, Field, SecretStr, model_validator
 
 from app.core.security import Role
-from app.schemas.base import Schema, Timestamp
+from app.schemas.base import Schema, Timestamp, null_only_for
 
 MIN_PASSWORD_LENGTH = 8
 # argon2id hashes any length without truncating; the cap only refuses absurd inputs.
@@ -26,10 +25,12 @@ class UserCreate(Schema):
 
 
 class UserUpdate(Schema):
-    email: EmailStr | SkipJsonSchema[None] = None
-    password: Password | SkipJsonSchema[None] = None
-    role: Role | SkipJsonSchema[None] = None
-    is_active: bool | SkipJsonSchema[None] = None
+    model_config = ConfigDict(json_schema_extra=null_only_for())
+
+    email: EmailStr | None = None
+    password: Password | None = None
+    role: Role | None = None
+    is_active: bool | None = None
 
     @model_validator(mode="after")
     def _no_nulls(self) -> UserUpdate:

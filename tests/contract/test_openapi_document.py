@@ -138,3 +138,25 @@ def test_documented_parameter_forms(document: dict[str, Any]) -> None:
     key = _parameter(document, "/products", "post", "idempotency-key")
     assert (key["minLength"], key["maxLength"]) == (1, 255)
     assert key["pattern"]
+
+
+@pytest.mark.parametrize("body", [{"category_id": True}, {"stock": True}])
+async def test_a_boolean_is_not_an_integer(editor: httpx.AsyncClient, body: dict[str, Any]) -> None:
+    # make fuzz found `{"category_id": true}` taken as category 1 (pydantic's lax mode).
+    created = await editor.post(
+        "/products", json={"sku": "S-1", "name": "n", "price": "1", "currency": "EUR"}
+    )
+    response = await editor.patch(f"/products/{created.json()['id']}", json=body)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == ["body", *body]
+
+
+def test_integer_bounds_are_exact(document: dict[str, Any]) -> None:
+    # FastAPI's OpenAPI model makes floats of them; float(2**63 - 1) is 2**63.
+    category_id = document["components"]["schemas"]["ProductCreate"]["properties"]["category_id"]
+    [bounded] = [branch for branch in category_id["anyOf"] if branch["type"] == "integer"]
+    assert bounded["maximum"] == 2**63 - 1
+    assert isinstance(bounded["maximum"], int)
+    update = document["components"]["schemas"]["ProductUpdate"]["properties"]
+    assert update["stock"]["type"] == "integer"  # not nullable: null is refused
+    assert {"type": "null"} in update["category_id"]["anyOf"]  # null clears it
