@@ -57,7 +57,20 @@ def check_depth(text: str | bytes) -> None:
         raise TooDeep
 
 
-def _parse_number(text: str) -> Decimal:
+class OutOfRange:
+    """A JSON number past MAX_NUMBER_EXPONENT, kept as a value that no schema field accepts: the
+    answer is a 422 naming the field, like any other value PostgreSQL cannot store."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"<a number past 1e{MAX_NUMBER_EXPONENT} or 1e-{MAX_NUMBER_EXPONENT}>"
+
+
+OUT_OF_RANGE = OutOfRange()
+
+
+def _parse_number(text: str) -> Decimal | OutOfRange:
     value = Decimal(text)
     # Cheap as a Decimal, 1e999999999 or 1e-999999999 is not once something makes it an int or
     # a ratio (pydantic does for an integer field, the schema for an attribute): minutes of CPU.
@@ -66,13 +79,11 @@ def _parse_number(text: str) -> Decimal:
     if isinstance(exponent, int) and not (
         -MAX_NUMBER_EXPONENT <= exponent and value.adjusted() <= MAX_NUMBER_EXPONENT
     ):
-        raise Refused(
-            f"a number past 1e{MAX_NUMBER_EXPONENT} or with digits past 1e-{MAX_NUMBER_EXPONENT}"
-        )
+        return OUT_OF_RANGE
     return value
 
 
-def _parse_int(text: str) -> int | Decimal:
+def _parse_int(text: str) -> int | Decimal | OutOfRange:
     # Python refuses to parse integers of more than 4300 digits (a 400 deep inside FastAPI);
     # as a Decimal the schema's range check answers 422 like for any other out-of-range value.
     return int(text) if len(text) <= _MAX_INT_DIGITS else _parse_number(text)
@@ -83,8 +94,9 @@ def _reject_constant(name: str) -> None:
 
 
 def loads(text: str | bytes) -> Any:
-    """Numbers with a fraction become Decimal, huge integers too; NaN, Infinity, numbers out of
-    MAX_NUMBER_EXPONENT's range and nesting past MAX_JSON_DEPTH (`TooDeep`) are refused."""
+    """Numbers with a fraction become Decimal, huge integers too, and numbers out of
+    MAX_NUMBER_EXPONENT's range `OUT_OF_RANGE`; NaN, Infinity and nesting past MAX_JSON_DEPTH
+    (`TooDeep`) are refused."""
     check_depth(text)
     return json.loads(
         text, parse_float=_parse_number, parse_int=_parse_int, parse_constant=_reject_constant
