@@ -93,9 +93,10 @@ Editor = Annotated[Principal, Depends(require_role(Role.editor))]
 Admin = Annotated[Principal, Depends(require_role(Role.admin))]
 JsonBody = Depends(require_json)
 
-# The entity tags this service issues (`"<version>"`, app.api.etag); a header of another form is
-# a 422, not a precondition that merely fails.
-_ENTITY_TAG = r'(W/)?"[0-9]{1,10}"'
+# Entity tags as RFC 9110 writes them; a header of another form is a 422. A well-formed tag this
+# service did not issue (it issues `"<version>"`, app.api.etag) is a precondition that fails:
+# 412 for If-Match, no 304 for If-None-Match, as HTTP says.
+_ENTITY_TAG = r'(W/)?"[\x21\x23-\x7e\x80-\xff]*"'
 _ENTITY_TAGS = rf"{_ENTITY_TAG}(\s*,\s*{_ENTITY_TAG})*"
 IF_MATCH_PATTERN = rf"^\s*(\*|{_ENTITY_TAGS})\s*$"
 IfMatch = Annotated[

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 
-from app.core.errors import VersionMismatch
-
 _ENTITY_TAG = re.compile(r'\s*(?:W/)?"(\d{1,10})"\s*')
+
+
+NO_VERSION = 0  # versions start at 1
 
 
 def etag(version: int) -> str:
@@ -18,9 +19,9 @@ def if_match_version(header: str | None) -> int | None:
     if header is None or header.strip() == "*":
         return None
     match = _ENTITY_TAG.fullmatch(header.split(",", 1)[0])
-    if match is None:
-        raise VersionMismatch("If-Match does not name a version of this product")
-    return int(match.group(1))
+    # A tag this service never issued names no version: it is stale for every product, and the
+    # product's lookup still answers 404 first.
+    return int(match.group(1)) if match is not None else NO_VERSION
 
 
 def none_match(header: str | None, version: int) -> bool:
