@@ -60,6 +60,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     watch_pool(app)
     # Built before the first connection: it keeps track of every one the pool opens.
     watch = DatabaseWatch(engine, settings) if settings.db_pool_pre_ping else None
+    if watch is not None:
+        watch.include(bulk_engine)
     app.state.redis = (
         redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
         if settings.redis_url

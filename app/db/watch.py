@@ -52,6 +52,10 @@ class DatabaseWatch:
         self.pooled: weakref.WeakSet[asyncpg.Connection] = weakref.WeakSet()
         self.own: asyncpg.Connection | None = None
         self.silent = False
+        self.include(engine)
+
+    def include(self, engine: AsyncEngine) -> None:
+        """Watch this engine's pool too (one server, several pools: the bulk pool)."""
         target = engine.sync_engine
         event.listen(target, "connect", self._remember)
         event.listen(target, "do_connect", self._connect)

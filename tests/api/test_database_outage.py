@@ -208,6 +208,7 @@ async def test_a_silent_database_gives_every_request_503_within_2_seconds(
             transport=transport, base_url="http://test", headers=headers, timeout=10
         ) as client:
             assert (await client.get(product)).status_code == 200  # connections just used
+            assert (await client.get("/products/export")).status_code == 200  # the bulk pool's
             await proxy.blackhole()
 
             async def timed(method: str, path: str, body: object = None) -> tuple[int, float]:
@@ -226,6 +227,7 @@ async def test_a_silent_database_gives_every_request_503_within_2_seconds(
                 ("POST", f"{product}/stock", {"delta": 1, "reason": "restock"}),
                 ("PATCH", product, {"name": "renamed"}),
                 ("GET", "/health/ready", None),
+                ("GET", "/products/export", None),
             ]
             answers = await asyncio.gather(
                 *(timed(*requests[i % len(requests)]) for i in range(CONCURRENT))
