@@ -22,13 +22,12 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from prometheus_fastapi_instrumentator.metrics import Info
-from prometheus_fastapi_instrumentator.middleware import PrometheusInstrumentatorMiddleware
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import Pool, QueuePool
-from starlette.requests import Request as StarletteRequest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.api.instrumentator_internals import HandlerAfterRouting
 from app.api.middleware import route_template
 from app.core.metrics import (
     HTTP_REQUEST_DURATION,
@@ -37,6 +36,7 @@ from app.core.metrics import (
     POOL_GAUGES,
     POOL_MULTIPROCESS_GAUGES,
 )
+from app.db.internals import pool_waiters
 
 METRICS_PATH = "/metrics"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -53,15 +53,6 @@ def _method(method: str) -> str:
     return method if method in _METHODS else "other"
 
 
-def _waiters(pool: QueuePool) -> int:
-    """Tasks blocked on the asyncio queue behind SQLAlchemy's async pool (its internals)."""
-    queue = getattr(pool, "_pool", None)
-    # The asyncio.Queue is created on first use; reading the property would create it.
-    inner = getattr(queue, "__dict__", {}).get("_queue")
-    getters = getattr(inner, "_getters", None) or ()
-    return sum(1 for waiter in getters if not waiter.done())
-
-
 def read_pool(pool: Pool, max_overflow: int) -> dict[str, float]:
     """The pool gauges' values now; empty for a pool that is not a QueuePool."""
     if not isinstance(pool, QueuePool):
@@ -74,7 +65,7 @@ def read_pool(pool: Pool, max_overflow: int) -> dict[str, float]:
         "catalog_db_pool_checked_out": checked_out,
         # QueuePool counts overflow from -pool_size (connections not opened yet count below 0).
         "catalog_db_pool_overflow": max(pool.overflow(), 0),
-        "catalog_db_pool_waiters": _waiters(pool),
+        "catalog_db_pool_waiters": pool_waiters(pool),
     }
 
 
@@ -189,22 +180,10 @@ class InProgressMiddleware:
             gauge.dec()
 
 
-class _HandlerAfterRouting(PrometheusInstrumentatorMiddleware):
-    """The instrumentator's middleware, minus its guess of the route before routing.
-
-    To name the handler up front it matches the request against every route, a second routing
-    pass that cost a fifth of a hot read. `_record` labels by the template routing itself set,
-    so the handler here is only checked against `excluded_handlers`: the raw path does that.
-    """
-
-    def _get_handler(self, request: StarletteRequest) -> tuple[str, bool]:
-        return request.url.path, True
-
-
 def install_metrics(app: FastAPI) -> None:
     """Instrument every request and serve GET /metrics."""
     app.add_middleware(
-        _HandlerAfterRouting,
+        HandlerAfterRouting,
         should_group_status_codes=False,
         excluded_handlers=[f"^{METRICS_PATH}$"],
         instrumentations=[_record],

@@ -13,10 +13,10 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.util.concurrency import await_
 
 from app.core.config import Settings
 from app.db.faults import PING_FAILURES, is_disconnect
+from app.db.internals import await_
 
 
 def build_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:

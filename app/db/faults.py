@@ -14,7 +14,8 @@ from collections.abc import Iterator
 
 import asyncpg
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
+
+from app.db.internals import ASYNCPG_ADAPTER_ERROR
 
 # What asyncpg raises when a connection is broken: the server went away, restarted or ended the
 # backend; a socket error or timeout; or, on a connection the server has just closed, a protocol
@@ -29,11 +30,10 @@ BROKEN_CONNECTION: tuple[type[Exception], ...] = (
 # connection.
 PING_FAILURES: tuple[type[Exception], ...] = (*BROKEN_CONNECTION, asyncpg.PostgresError)
 
-# The PEP 249 `Error` of SQLAlchemy's asyncpg adapter (an internal, tests/db/test_faults.py
-# checks it): what a checkout raises when its connect fails with a server error, such as
-# 57P03 while the server starts or stops. It subclasses neither SQLAlchemy's errors nor
-# asyncpg's, so it needs a handler of its own.
-DBAPI_ERROR: type[Exception] = AsyncAdapt_asyncpg_dbapi.Error
+# What a checkout raises when its connect fails with a server error, such as 57P03 while the
+# server starts or stops: SQLAlchemy's adapter error (see app.db.internals), which subclasses
+# neither SQLAlchemy's errors nor asyncpg's, so it needs a handler of its own.
+DBAPI_ERROR: type[Exception] = ASYNCPG_ADAPTER_ERROR
 
 # SQLSTATEs of a session the server ended or lost: connection exceptions (class 08), an
 # administrator or crash shutdown, an idle-session timeout.

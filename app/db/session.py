@@ -1,4 +1,5 @@
-"""Database access for requests: one transaction per request, and a lean read connection."""
+"""Database access: one transaction per request, and the one way to borrow a raw asyncpg
+connection."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from typing import TypeVar
 import asyncpg
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from sqlalchemy.util import greenlet_spawn
 
 from app.db.faults import is_disconnect, is_unavailable
+from app.db.internals import greenlet_spawn, invalidate_since
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -31,36 +32,58 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 @asynccontextmanager
-async def read_connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
-    """A pooled connection for hot reads, used through asyncpg directly.
+async def read_connection(
+    engine: AsyncEngine, *, discard_on_error: bool = False
+) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection used through asyncpg directly: the one way the service borrows one.
 
     No ORM, no explicit transaction: one round trip per query. The connection comes from the
-    same SQLAlchemy pool (same limits, checkout ping and metrics) and goes back to it
-    afterwards. It is taken from the pool itself rather than through `engine.connect()`,
-    whose Connection wrapper cost a third of the time of a primary-key read; and this is a
-    plain context manager rather than a yield dependency, whose exit-stack machinery costs
-    more than the query on this path.
+    engine's SQLAlchemy pool (same limits, checkout ping, database watch and metrics) and goes
+    back to it afterwards. It is taken from the pool itself rather than through
+    `engine.connect()`, whose Connection wrapper cost a third of the time of a primary-key read;
+    and this is a plain context manager rather than a yield dependency, whose exit-stack
+    machinery costs more than the query on this path.
+
+    `discard_on_error`: for a caller that may leave the connection mid-query or inside a
+    transaction of its own (the export's snapshot), any error discards it instead of pooling it
+    again.
     """
     pooled = await greenlet_spawn(engine.sync_engine.raw_connection)
     driver = pooled.driver_connection
     assert driver is not None, "a checked-out connection has a driver connection"
     try:
         yield driver
-    except Exception as error:
-        # A broken connection is dropped (this also returns its slot to the pool). Unless it
-        # only timed out, so are the ones opened before it, as SQLAlchemy's own Connection
-        # does on a disconnect: after a restart they are all dead (replaced at next checkout).
-        if is_disconnect(error):
-            await greenlet_spawn(engine.sync_engine.pool._invalidate, pooled, error)
-        elif is_unavailable(error):
+    except BaseException as error:
+        if discard_on_error:
+            # Without the error: it is the caller's (a deadline passed, say), and the database
+            # watch would take a timeout passed here for a silent server.
+            await greenlet_spawn(pooled.invalidate)
+        elif not isinstance(error, Exception):  # cancelled
+            await greenlet_spawn(pooled.close)
+        elif is_disconnect(error):
+            # Dropped with the ones opened before it, as SQLAlchemy's own Connection does on a
+            # disconnect: after a restart they are all dead (replaced at their next checkout).
+            await greenlet_spawn(invalidate_since, engine.sync_engine.pool, pooled, error)
+        elif is_unavailable(error):  # timed out, say: this one is dropped, the others kept
             await greenlet_spawn(pooled.invalidate, error)
         else:
             await greenlet_spawn(pooled.close)
         raise
-    except BaseException:
-        await greenlet_spawn(pooled.close)
-        raise
     await greenlet_spawn(pooled.close)
+
+
+async def transaction_connection(session: AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection under the session's transaction (for COPY and bulk statements),
+    not a borrowed one: it stays the session's, committed or rolled back with it.
+
+    SQLAlchemy's asyncpg adapter sends BEGIN with its first statement: run one through the
+    session before using this, or what runs here is outside the transaction.
+    """
+    connection = await session.connection()
+    driver = (await connection.get_raw_connection()).driver_connection
+    if not isinstance(driver, asyncpg.Connection) or not driver.is_in_transaction():
+        raise RuntimeError("no transaction began on the session's connection")
+    return driver
 
 
 T = TypeVar("T")
