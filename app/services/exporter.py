@@ -13,12 +13,14 @@ import csv
 import io
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from enum import StrEnum
 
 import asyncpg
 from asyncpg.transaction import Transaction
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.db.session import read_connection
 from app.schemas.product import WRITABLE_COLUMNS
 from app.services.bulk_capacity import BulkLease
 from app.services.product_queries import PRODUCT_JSON
@@ -83,6 +85,10 @@ async def export_products(
         yield buffer.getvalue().encode()
 
 
+class _CutShort(Exception):
+    """The stream ended before its last row: its connection may be mid-query."""
+
+
 class ExportStream:
     """One export: a bulk slot, a connection and a REPEATABLE READ snapshot, all opened before
     the response starts (a busy service or a database outage is still a problem response) and
@@ -97,14 +103,14 @@ class ExportStream:
     def __init__(
         self,
         lease: BulkLease,
-        connection: AsyncConnection,
+        borrowed: AbstractAsyncContextManager[asyncpg.Connection],
         driver: asyncpg.Connection,
         transaction: Transaction,
         fmt: ExportFormat,
         deadline: float,
     ) -> None:
         self.lease = lease
-        self._connection = connection
+        self._borrowed = borrowed
         self._driver = driver
         self._transaction = transaction
         self.fmt = fmt
@@ -120,24 +126,22 @@ class ExportStream:
         """Check out a connection and start the snapshot; on any failure the lease goes back."""
         try:
             deadline = asyncio.get_running_loop().time() + deadline_seconds
-            connection = await engine.connect()
+            # Discarded on any error, never handed back to the pool dirty.
+            borrowed = read_connection(engine, discard_on_error=True)
+            driver = await borrowed.__aenter__()
         except BaseException:
             lease.release()
             raise
         try:
-            raw = await connection.get_raw_connection()
-            driver = raw.driver_connection
-            assert isinstance(driver, asyncpg.Connection)
             transaction = driver.transaction(isolation="repeatable_read", readonly=True)
             await transaction.start()
-        except BaseException:
+        except BaseException as error:
             try:
-                await connection.invalidate()
-                await connection.close()
+                await borrowed.__aexit__(type(error), error, error.__traceback__)
             finally:
                 lease.release()
             raise
-        return cls(lease, connection, driver, transaction, fmt, deadline)
+        return cls(lease, borrowed, driver, transaction, fmt, deadline)
 
     async def chunks(self) -> AsyncGenerator[bytes]:
         async for chunk in export_products(self._driver, self.fmt):
@@ -152,17 +156,20 @@ class ExportStream:
         if self._closed:
             return
         self._closed = True
+        error: BaseException | None = _CutShort()
         try:
             if self.finished and not self._driver.is_closed():
-                try:
-                    await self._transaction.commit()
-                except BaseException:
-                    await self._connection.invalidate()
-                    raise
-            else:
-                await self._connection.invalidate()
+                await self._transaction.commit()
+                error = None
+        except BaseException as failed:
+            error = failed
+            raise
         finally:
             try:
-                await self._connection.close()  # gives the pool slot back, even if invalidated
+                # Gives the pool slot back; after an error, with the connection discarded.
+                if error is None:
+                    await self._borrowed.__aexit__(None, None, None)
+                else:
+                    await self._borrowed.__aexit__(type(error), error, error.__traceback__)
             finally:
                 self.lease.release()

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Conflict, Unprocessable
 from app.core.metrics import IMPORT_ROWS
+from app.db.session import transaction_connection
 from app.services.import_rows import RECORD_COLUMNS, Checked, CsvRows, NdjsonRows, Record, lines_of
 
 MAX_LISTED_ERRORS = 100
@@ -172,11 +173,7 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
         f"SELECT set_config('statement_timeout', '{STATEMENT_TIMEOUT_SECONDS}s', true), "
         "set_config('plan_cache_mode', 'auto', true)"
     )
-    raw = await connection.get_raw_connection()
-    driver = raw.driver_connection
-    if not isinstance(driver, asyncpg.Connection) or not driver.is_in_transaction():
-        raise RuntimeError("the import must run inside the session's transaction")
-    return driver
+    return await transaction_connection(session)
 
 
 class _Batches:
