@@ -129,10 +129,6 @@ class ProductCreate(Schema):
     attributes: Attributes = Field(default_factory=dict)
 
 
-# The columns a client writes, in schema order: CSV export, import staging and seeding share it.
-WRITABLE_COLUMNS: tuple[str, ...] = tuple(ProductCreate.model_fields)
-
-
 class ProductUpdate(Schema):
     """Partial update: only the fields sent are applied. `null` clears `category_id` only."""
 

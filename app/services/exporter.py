@@ -21,9 +21,8 @@ from asyncpg.transaction import Transaction
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.session import read_connection
-from app.schemas.product import WRITABLE_COLUMNS
 from app.services.bulk_capacity import BulkLease
-from app.services.product_queries import PRODUCT_JSON
+from app.services.product_columns import CSV_COLUMNS, CSV_SELECT, PRODUCT_JSON
 
 BATCH_ROWS = 1_000
 
@@ -34,16 +33,9 @@ class ExportFormat(StrEnum):
 
 
 MEDIA_TYPES = {ExportFormat.ndjson: "application/x-ndjson", ExportFormat.csv: "text/csv"}
-CSV_COLUMNS = ("id", *WRITABLE_COLUMNS, "version", "created_at", "updated_at")
-_RFC3339 = '\'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\''
 NDJSON_QUERY = f"SELECT {PRODUCT_JSON} FROM products p WHERE p.deleted_at IS NULL ORDER BY p.id"
-CSV_QUERY = f"""
-SELECT p.id, p.sku, p.name, p.description, p.price::text, p.currency, p.stock, p.status,
-       p.category_id, p.tags, p.attributes::text, p.version,
-       to_char(p.created_at AT TIME ZONE 'UTC', {_RFC3339}),
-       to_char(p.updated_at AT TIME ZONE 'UTC', {_RFC3339})
-FROM products p WHERE p.deleted_at IS NULL ORDER BY p.id
-"""
+CSV_QUERY = f"SELECT {CSV_SELECT} FROM products p WHERE p.deleted_at IS NULL ORDER BY p.id"
+_TAGS = CSV_COLUMNS.index("tags")
 
 
 def csv_tags(tags: list[str]) -> str:
@@ -76,7 +68,7 @@ async def export_products(
     async for rows in _batches(connection, CSV_QUERY):
         for row in rows:
             values = list(row)
-            values[9] = csv_tags(values[9])
+            values[_TAGS] = csv_tags(values[_TAGS])
             writer.writerow(values)
         yield buffer.getvalue().encode()
         buffer.seek(0)

@@ -31,13 +31,14 @@ from pydantic import ValidationError, field_validator
 
 from app.core import exact_json
 from app.core.errors import ImportFileInvalid
-from app.schemas.product import WRITABLE_COLUMNS, ProductCreate
+from app.schemas.product import ProductCreate
+from app.services.product_columns import READ_ONLY, WRITABLE, copy_values
 
-READ_ONLY_FIELDS = frozenset({"id", "version", "created_at", "updated_at"})
+READ_ONLY_FIELDS = frozenset(READ_ONLY)
 MAX_RECORD_BYTES = 1024 * 1024
 BOM = b"\xef\xbb\xbf"
 _MAX_DETAIL = 500
-RECORD_COLUMNS = ("line", *WRITABLE_COLUMNS)
+RECORD_COLUMNS = ("line", *WRITABLE)
 
 Parsed = tuple[int, dict[str, Any] | str]  # (line, fields) or (line, what is wrong)
 Record = tuple[Any, ...]  # a valid row, in RECORD_COLUMNS order
@@ -314,19 +315,7 @@ def _to_record(line: int, fields: dict[str, Any]) -> Record | str:
 
 
 def _record(line: int, product: ProductCreate) -> Record:
-    return (
-        line,
-        product.sku,
-        product.name,
-        product.description,
-        product.price,
-        product.currency,
-        product.stock,
-        product.status.value,
-        product.category_id,
-        product.tags,
-        orjson.dumps(product.attributes).decode(),
-    )
+    return (line, *copy_values(product))
 
 
 class _FastRow(ProductCreate):

@@ -30,6 +30,7 @@ from app.core.errors import Conflict, Unprocessable
 from app.core.metrics import IMPORT_ROWS
 from app.db.session import transaction_connection
 from app.services.import_rows import RECORD_COLUMNS, Checked, CsvRows, NdjsonRows, Record, lines_of
+from app.services.product_columns import column_definitions
 
 MAX_LISTED_ERRORS = 100
 COPY_BATCH_ROWS = 10_000
@@ -66,20 +67,11 @@ class ImportReport(BaseModel):
 STAGE_COLUMNS = RECORD_COLUMNS
 PRODUCT_COLUMNS = STAGE_COLUMNS[1:]
 STAGE_TABLE = "import_rows"
+_STAGE_DEFINITIONS = ",\n    ".join(["line integer NOT NULL", *column_definitions(PRODUCT_COLUMNS)])
 CREATE_STAGE = f"""
 DROP TABLE IF EXISTS pg_temp.{STAGE_TABLE};
 CREATE TEMP TABLE {STAGE_TABLE} (
-    line integer NOT NULL,
-    sku text NOT NULL,
-    name text NOT NULL,
-    description text NOT NULL,
-    price numeric(12, 2) NOT NULL,
-    currency text NOT NULL,
-    stock integer NOT NULL,
-    status text NOT NULL,
-    category_id bigint,
-    tags text[] NOT NULL,
-    attributes jsonb NOT NULL
+    {_STAGE_DEFINITIONS}
 ) ON COMMIT DROP
 """
 _SKU = STAGE_COLUMNS.index("sku")

@@ -13,7 +13,7 @@ from decimal import Decimal
 import asyncpg
 
 from app.db.bootstrap import asyncpg_dsn
-from app.schemas.product import WRITABLE_COLUMNS
+from app.services.product_columns import WRITABLE, writable_defaults
 
 CATEGORY_TREE: dict[str, list[str]] = {
     "Electronics": ["Phones", "Laptops", "Audio", "Cameras", "Accessories"],
@@ -123,7 +123,9 @@ SENTENCES = [
     "Available in several colours; this one is {color}.",
 ]
 BATCH = 10_000
-COLUMNS = (*WRITABLE_COLUMNS, "created_at", "updated_at")
+COLUMNS = (*WRITABLE, "created_at", "updated_at")
+# A field the demo data does not make up gets the schema's default.
+_DEFAULTS = writable_defaults()
 
 
 async def _ensure_categories(connection: asyncpg.Connection) -> dict[str, int]:
@@ -148,9 +150,10 @@ async def _upsert_category(connection: asyncpg.Connection, name: str, parent: in
     return category_id
 
 
-def fake_product(
+def fake_fields(
     rng: random.Random, number: int, category: str, category_id: int, now: datetime
-) -> tuple[object, ...]:
+) -> dict[str, object]:
+    """A demo product's made-up fields, in the form COPY takes them."""
     brand = rng.choice(BRANDS)
     adjective, material, color = rng.choice(ADJECTIVES), rng.choice(MATERIALS), rng.choice(COLORS)
     noun = rng.choice(NOUNS[category])
@@ -167,20 +170,28 @@ def fake_product(
     attributes = {"color": color, "brand": brand, "weight_g": rng.randint(50, 15_000)}
     if rng.random() < 0.3:
         attributes["size"] = rng.choice(["XS", "S", "M", "L", "XL"])
-    return (
-        f"{brand[:3].upper()}-{number:08d}",
-        f"{brand} {adjective} {material} {noun}",
-        description,
-        min(price, Decimal("99999.99")),
-        rng.choices(["EUR", "USD", "GBP"], weights=[6, 3, 1])[0],
-        rng.choice([0, 0, *range(1, 500)]),
-        rng.choices(["active", "draft", "archived"], weights=[85, 10, 5])[0],
-        category_id,
-        rng.sample(TAGS, rng.randint(0, 4)),
-        json.dumps(attributes),
-        created,
-        created,
-    )
+    return {
+        "sku": f"{brand[:3].upper()}-{number:08d}",
+        "name": f"{brand} {adjective} {material} {noun}",
+        "description": description,
+        "price": min(price, Decimal("99999.99")),
+        "currency": rng.choices(["EUR", "USD", "GBP"], weights=[6, 3, 1])[0],
+        "stock": rng.choice([0, 0, *range(1, 500)]),
+        "status": rng.choices(["active", "draft", "archived"], weights=[85, 10, 5])[0],
+        "category_id": category_id,
+        "tags": rng.sample(TAGS, rng.randint(0, 4)),
+        "attributes": json.dumps(attributes),
+        "created_at": created,
+        "updated_at": created,
+    }
+
+
+def fake_product(
+    rng: random.Random, number: int, category: str, category_id: int, now: datetime
+) -> tuple[object, ...]:
+    """A demo product as a COPY record in COLUMNS order."""
+    fields = _DEFAULTS | fake_fields(rng, number, category, category_id, now)
+    return tuple(fields[column] for column in COLUMNS)
 
 
 async def seed_catalog(database_url: str, count: int, random_seed: int = 42) -> int:

@@ -2,7 +2,7 @@
 
 A filtered list first walks the sort order for a budget of rows, walks again further when the
 matches it saw say that is enough, and otherwise collects all the matches first (see
-app.services.product_queries._sorted_rows). Tiny budgets here push every list through all
+app.services.listing.keyset.sorted_rows). Tiny budgets here push every list through all
 three ways; each must give the order computed here from the products as created.
 """
 
@@ -16,7 +16,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from app.services import product_queries
+from app.services.listing import keyset, ranked_search
 from tests.api.test_listing import all_pages, expected_order, seed
 
 pytestmark = pytest.mark.usefixtures("users")
@@ -95,8 +95,8 @@ async def test_every_way_of_reading_gives_the_same_pages(
     budgets: tuple[int, int],
     sort: str,
 ) -> None:
-    monkeypatch.setattr(product_queries, "PROBE_ROWS", budgets[0])
-    monkeypatch.setattr(product_queries, "MAX_PROBE_ROWS", budgets[1])
+    monkeypatch.setattr(keyset, "PROBE_ROWS", budgets[0])
+    monkeypatch.setattr(keyset, "MAX_PROBE_ROWS", budgets[1])
     trees = {
         "root": [catalog["root"]["id"], catalog["child"]["id"]],
         "child": [catalog["child"]["id"]],
@@ -124,8 +124,8 @@ async def test_ranked_search_with_filters_finds_every_match_once(
     window: int,
 ) -> None:
     monkeypatch.setattr(app.state.product_queries, "rank_window", window)
-    monkeypatch.setattr(product_queries, "RANK_PROBE_ROWS_PER_PRODUCT", budgets[0])
-    monkeypatch.setattr(product_queries, "RANK_MAX_PROBE_ROWS_PER_PRODUCT", budgets[1])
+    monkeypatch.setattr(ranked_search, "RANK_PROBE_ROWS_PER_PRODUCT", budgets[0])
+    monkeypatch.setattr(ranked_search, "RANK_MAX_PROBE_ROWS_PER_PRODUCT", budgets[1])
     tree = [catalog["root"]["id"], catalog["child"]["id"]]
     searches = ({"q": "common"}, {"q": "rare", "in_stock": True}, {"q": "common", "tag": "odd"})
     for filters in searches:

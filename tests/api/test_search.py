@@ -10,7 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from app.services import product_queries
+from app.services.listing import keyset
 from app.services.pagination import CursorCodec
 from app.services.product_queries import ProductFilters, list_products
 from bench.explain_listing import plan_nodes
@@ -161,8 +161,8 @@ async def test_a_generic_plan_still_walks_a_bounded_number_of_rows(
     """After five runs PostgreSQL may plan a cached statement once for any values, guessing
     that 0.5% of products match any word; such a plan must still stop after the probe's
     budget. Collecting the matches is left to a plan made with the values."""
-    monkeypatch.setattr(product_queries, "PROBE_ROWS", 2)
-    monkeypatch.setattr(product_queries, "MAX_PROBE_ROWS", 2)
+    monkeypatch.setattr(keyset, "PROBE_ROWS", 2)
+    monkeypatch.setattr(keyset, "MAX_PROBE_ROWS", 2)
     await seed(editor, [{"name": "Walnut board"} for _ in range(3)])  # more than the budget
     async with app.state.engine.connect() as connection:
         raw = (await connection.get_raw_connection()).driver_connection
@@ -188,5 +188,5 @@ async def test_a_generic_plan_still_walks_a_bounded_number_of_rows(
     scans = [n for n in nodes if n.get("Relation Name") == "products"]
     assert [n["Node Type"] for n in scans] == ["Index Scan"], plan
     [bounded] = [n for n in nodes if n["Node Type"] == "Limit" and scans[0] in n.get("Plans", [])]
-    assert bounded["Plan Rows"] <= product_queries.PROBE_ROWS
+    assert bounded["Plan Rows"] <= keyset.PROBE_ROWS
     assert "@@" not in scans[0].get("Filter", "")  # the words are tested above the limit

@@ -1,0 +1,162 @@
+"""Keyset pages in a sort order, and the walk that keeps a filtered page off bad plans.
+
+A filtered page must not depend on the planner guessing how many products match: for a word
+or tag it has no statistics on it guesses 0.5%, walks an index in sort order, and reads the
+whole table when nothing matches (3 s on a million products). So a filtered page walks the
+sort order for a bounded number of rows first and, when that does not fill it, collects the
+matches through their own indexes instead (`sorted_rows`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import asyncpg
+
+from app.services.listing import cursors
+from app.services.listing.sql import (
+    SORTS,
+    Params,
+    ProductFilters,
+    conditions,
+    live,
+    order,
+    page_document,
+)
+from app.services.pagination import CursorCodec
+from app.services.product_columns import PRODUCT_JSON
+
+# Rows of the sort order a filtered list walks first, and at most (see sorted_rows).
+PROBE_ROWS = 1_000
+MAX_PROBE_ROWS = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class Walk:
+    """How far a filtered list walks its sort order before collecting the matches by index.
+
+    `budget` rows first and at most `max_budget` (None: PROBE_ROWS and MAX_PROBE_ROWS), over
+    ids from `min_id` on; with `enabled` False the matches are collected at once.
+    """
+
+    budget: int | None = None
+    max_budget: int | None = None
+    min_id: int | None = None
+    enabled: bool = True
+
+
+async def sorted_rows(
+    connection: asyncpg.Connection,
+    filters: ProductFilters,
+    sort: str,
+    *,
+    after: tuple[Any, int] | None = None,
+    limit: int | None,
+    output: Literal["json", "rank"] = "json",
+    walk: Walk | None = None,
+) -> list[asyncpg.Record]:
+    """Rows (sort value, id, JSON or rank) in `sort` order after the key `after`; `limit`
+    None means all.
+
+    With filters, the planner may walk the sort's index and test each row, which is fastest
+    when many rows match, and reads the whole table when none do: its estimate for a word or
+    tag it has no statistics on, or for a category's products, can be far off. So the walk
+    gets a budget of rows. If it fills the page, or reaches the end, that is the answer. If
+    it found some matches, the share it saw tells how far a walk that fills the page goes;
+    within the walk's `max_budget` it walks again that far. Otherwise few rows match, and
+    collecting all the matches first (through their indexes) is the cheaper way.
+    """
+    walk = walk or Walk()
+    budget = walk.budget or PROBE_ROWS
+    max_budget = walk.max_budget or MAX_PROBE_ROWS
+    min_id = walk.min_id
+    column = SORTS[sort][0]
+    query = conditions(filters)
+    out = PRODUCT_JSON if output == "json" else query.rank
+    keyset = live(sort, after, query.params, filters, min_id)
+    # Limits are written into the SQL, not passed as parameters, so that even a generic plan
+    # knows them: for `LIMIT $n` PostgreSQL plans as if a tenth of the table were wanted.
+    limit_sql = "ALL" if limit is None else str(int(limit))
+    if not query.where:
+        sql = (
+            f"SELECT {column}, p.id, {out} FROM products p WHERE {keyset} "
+            f"ORDER BY {order(sort)} LIMIT {limit_sql}"
+        )
+        return await _fetch(connection, sql, query.params)
+    filtered = " AND ".join(query.where)
+    while walk.enabled:
+        probe = (
+            f"SELECT {column}, p.id, {out} FROM ("
+            f"SELECT * FROM products p WHERE {keyset} ORDER BY {order(sort)} LIMIT {int(budget)}"
+            f") p WHERE {filtered} ORDER BY {order(sort)} LIMIT {limit_sql}"
+        )
+        rows = await _fetch(connection, probe, query.params)
+        if len(rows) == limit or await _walked_to_the_end(
+            connection, filters, sort, after, min_id, budget
+        ):
+            return rows
+        if limit is None or not rows:
+            break
+        needed = budget * limit // len(rows) * 3 // 2
+        if needed > max_budget or budget >= max_budget:
+            break
+        budget = max(needed, budget * 2)
+    matches = (
+        f"WITH matches AS MATERIALIZED ("
+        f"SELECT p.id, {column} AS sort_value FROM products p WHERE {keyset} AND {filtered}"
+        f"), page AS ("
+        f"SELECT * FROM matches ORDER BY {order(sort, 'sort_value', 'id')} LIMIT {limit_sql}"
+        f") SELECT m.sort_value, m.id, {out} FROM page m JOIN products p ON p.id = m.id "
+        f"ORDER BY {order(sort, 'm.sort_value', 'm.id')}"
+    )
+    # How to collect the matches is the planner's to choose, from these values: a statement
+    # prepared afresh is planned with them, where a cached one may get a generic plan.
+    statement = await connection.prepare(matches)
+    rows = await statement.fetch(*query.params.values)
+    return rows
+
+
+async def _walked_to_the_end(
+    connection: asyncpg.Connection,
+    filters: ProductFilters,
+    sort: str,
+    after: tuple[Any, int] | None,
+    min_id: int | None,
+    budget: int,
+) -> bool:
+    """Whether fewer than `budget` live products follow `after`: a probe saw them all."""
+    params = Params()
+    keyset = live(sort, after, params, filters, min_id)
+    walked: int = await connection.fetchval(
+        f"SELECT count(*) FROM (SELECT FROM products p WHERE {keyset} "
+        f"ORDER BY {order(sort)} LIMIT {int(budget)}) walked",
+        *params.values,
+    )
+    return walked < budget
+
+
+async def _fetch(connection: asyncpg.Connection, sql: str, params: Params) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await connection.fetch(sql, *params.values)
+    return rows
+
+
+async def keyset_page(
+    connection: asyncpg.Connection,
+    codec: CursorCodec,
+    filters: ProductFilters,
+    *,
+    sort: str,
+    limit: int,
+    cursor: str | None,
+) -> bytes:
+    """A page in `sort` order, after the cursor's key, as a ready JSON document."""
+    after = None
+    if cursor is not None:
+        after = cursors.key(codec.decode(cursor, sort), SORTS[sort][1])
+    rows = await sorted_rows(connection, filters, sort, after=after, limit=limit + 1)
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = codec.encode(sort, [cursors.cursor_value(rows[-1][0]), rows[-1][1]])
+    return page_document([row[2] for row in rows], next_cursor)
