@@ -50,8 +50,9 @@ migrate: install ## Migrate DATABASE_URL (default: local catalog database) to he
 seed: install ## Seed 1000 demo products (make seed N=1000000 for more)
 	$(BIN)/catalog seed --products $${N:-1000}
 
-bench: install ## Hot-read benchmark against a bare asyncpg app (needs wrk)
-	$(BIN)/python -m bench.read_bench
+bench: install services ## Service as in production vs a raw-asyncpg ceiling: docs/PERFORMANCE.md (wrk; BENCH_ARGS=--products N --duration S --rounds R)
+	@command -v wrk >/dev/null || { echo "wrk is not installed: apt-get install -y wrk" >&2; exit 1; }
+	$(BIN)/python -m bench.read_bench $${BENCH_ARGS:-}
 
 clean: ## Remove the virtualenv, caches and the embedded database
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache
