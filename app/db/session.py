@@ -9,7 +9,7 @@ from typing import TypeVar
 
 import asyncpg
 from fastapi import Request
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.db.faults import is_disconnect, is_unavailable
 from app.db.internals import greenlet_spawn, invalidate_since
@@ -22,7 +22,16 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     default request scope FastAPI runs the code after `yield` once the response has gone out,
     and a failed commit would still have answered 201.
     """
-    async with request.app.state.sessionmaker() as session:
+    async with transaction(request.app.state.sessionmaker) as session:
+        yield session
+
+
+@asynccontextmanager
+async def transaction(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    """A session whose transaction commits when the block ends and rolls back on any error."""
+    async with sessionmaker() as session:
         try:
             yield session
         except BaseException:

@@ -18,6 +18,7 @@ from app.api.deps import CurrentUser, Editor
 from app.api.routing import api_router, problem_responses
 from app.core.errors import NotAcceptable, UnsupportedMediaType
 from app.core.logging import get_logger
+from app.db.session import transaction
 from app.services import exporter, importer
 from app.services.exporter import ExportFormat, ExportStream
 from app.services.importer import ImportFormat, ImportReport
@@ -119,13 +120,8 @@ async def bulk_session(request: Request, user: Editor) -> AsyncIterator[AsyncSes
     state = request.app.state
     lease = await state.bulk_capacity.acquire(user.id)
     try:
-        async with state.bulk_sessionmaker() as session:
-            try:
-                yield session
-            except BaseException:
-                await session.rollback()
-                raise
-            await session.commit()
+        async with transaction(state.bulk_sessionmaker) as session:
+            yield session
     finally:
         lease.release()
 
