@@ -31,6 +31,7 @@ import asyncpg
 from app.core.config import Settings
 from app.db import bootstrap
 from app.db.engine import build_engine
+from app.db.session import read_connection
 from app.services import product_queries
 from app.services.pagination import CursorCodec
 from app.services.product_queries import ProductFilters
@@ -296,10 +297,7 @@ async def main_async(args: argparse.Namespace) -> int:
         # The service's own engine: its connection settings are the ones the plans run under.
         engine = build_engine(Settings(_env_file=None, database_url=url))  # type: ignore[call-arg]
         try:
-            async with engine.connect() as connection:
-                raw = await connection.get_raw_connection()
-                driver = raw.driver_connection
-                assert isinstance(driver, asyncpg.Connection)
+            async with read_connection(engine) as driver:
                 products = await driver.fetchval("SELECT count(*) FROM products")
                 print(f"{products:,} products in the catalog")
                 return await run(driver, products)

@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 from sqlalchemy import text
 
+from app.db.session import read_connection
 from app.services.product_queries import ProductFilters
 from app.services.seed import seed_catalog
 from bench.explain_listing import Shape, explain_shape, indexes_used, seq_scans_on_products
@@ -40,9 +41,8 @@ SHAPES = [
 async def catalog(app: Any, database_url: str, users: object) -> AsyncIterator[asyncpg.Connection]:
     await seed_catalog(database_url, ROWS)  # COPY, then ANALYZE
     try:
-        async with app.state.engine.connect() as connection:
-            raw = await connection.get_raw_connection()
-            yield raw.driver_connection
+        async with read_connection(app.state.engine) as connection:
+            yield connection
     finally:
         async with app.state.engine.begin() as connection:
             await connection.execute(text("TRUNCATE products, categories RESTART IDENTITY CASCADE"))

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from app.db.session import read_connection
 from app.services.listing import keyset
 from app.services.pagination import CursorCodec
 from app.services.product_queries import ProductFilters, list_products
@@ -164,8 +165,7 @@ async def test_a_generic_plan_still_walks_a_bounded_number_of_rows(
     monkeypatch.setattr(keyset, "PROBE_ROWS", 2)
     monkeypatch.setattr(keyset, "MAX_PROBE_ROWS", 2)
     await seed(editor, [{"name": "Walnut board"} for _ in range(3)])  # more than the budget
-    async with app.state.engine.connect() as connection:
-        raw = (await connection.get_raw_connection()).driver_connection
+    async with read_connection(app.state.engine) as raw:
         recording = Recording(raw)
         await list_products(
             recording,  # type: ignore[arg-type]
