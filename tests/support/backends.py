@@ -102,29 +102,25 @@ def _hidden(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-@functools.cache
-def database_choice() -> Choice:
-    if url := os.environ.get("TEST_DATABASE_URL"):
-        return Choice("env", _hidden(url), "TEST_DATABASE_URL is set")
+def _choice(variable: str, image: str, local: str) -> Choice:
+    """The server named by `variable`, else a container of `image`, else the local one."""
+    if url := os.environ.get(variable):
+        return Choice("env", _hidden(url), f"{variable} is set")
     state = docker()
     if state.answers:
         why = f"a Docker daemon answers at {state.host}; {state.ryuk_note}"
-        return Choice("container", f"testcontainers {POSTGRES_IMAGE}", why)
-    why = f"TEST_DATABASE_URL unset, no Docker daemon at {state.host}"
-    return Choice("local", f"{LOCAL_SERVER}, a throwaway database", why)
+        return Choice("container", f"testcontainers {image}", why)
+    return Choice("local", local, f"{variable} unset, no Docker daemon at {state.host}")
+
+
+@functools.cache
+def database_choice() -> Choice:
+    return _choice("TEST_DATABASE_URL", POSTGRES_IMAGE, f"{LOCAL_SERVER}, a throwaway database")
 
 
 @functools.cache
 def redis_choice() -> Choice:
-    if url := os.environ.get("TEST_REDIS_URL"):
-        return Choice("env", _hidden(url), "TEST_REDIS_URL is set")
-    state = docker()
-    if state.answers:
-        why = f"a Docker daemon answers at {state.host}; {state.ryuk_note}"
-        return Choice("container", f"testcontainers {REDIS_IMAGE}", why)
-    return Choice(
-        "local", LOCAL_REDIS_URL, f"TEST_REDIS_URL unset, no Docker daemon at {state.host}"
-    )
+    return _choice("TEST_REDIS_URL", REDIS_IMAGE, LOCAL_REDIS_URL)
 
 
 def describe() -> list[str]:
