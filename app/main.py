@@ -12,7 +12,6 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.middleware import Middleware
 
 from app.api.docs import install_docs
-from app.api.hot_reads import HotReadsMiddleware
 from app.api.metrics import install_metrics, metrics_process_stopped, watch_pool
 from app.api.middleware import (
     BodyLimitMiddleware,
@@ -95,9 +94,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         metrics_process_stopped()
 
 
-def create_app(settings: Settings | None = None, *, hot_reads: bool = True) -> FastAPI:
-    """The service. `hot_reads=False` leaves the two hot reads to FastAPI's routing too (the
-    tests compare both ways)."""
+def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> FastAPI:
+    """The service. `fast_path=False` has FastAPI solve every route's dependencies, also the
+    plain ones (app.api.plain_dependencies): the tests and the benchmark compare both ways."""
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_format)
     middleware = [
@@ -135,8 +134,6 @@ def create_app(settings: Settings | None = None, *, hot_reads: bool = True) -> F
             limits_by_path={IMPORT_PATH: settings.max_import_bytes},
         )
     )
-    if hot_reads:
-        middleware.append(Middleware(HotReadsMiddleware))
     app = FastAPI(
         title="Catalog service",
         version="0.1.0",
@@ -150,6 +147,7 @@ def create_app(settings: Settings | None = None, *, hot_reads: bool = True) -> F
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
+    app.state.fast_path = fast_path
     app.state.cursor_codec = CursorCodec(settings.secret_key.get_secret_value())
     app.state.token_verifier = AccessTokenVerifier(settings)
     install_problem_handlers(app)

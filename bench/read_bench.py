@@ -6,7 +6,7 @@ Needs `wrk` (Debian package wrk) and PostgreSQL on 127.0.0.1:5432. It creates a 
 database, fills it with `catalog seed`, and serves four apps side by side, one process each on
 127.0.0.1: the service by `catalog serve` as production runs it (ENVIRONMENT=production, a
 random strong SECRET_KEY, JSON access lines at INFO on stderr, which goes to a file, metrics,
-a bearer token on every request); the same with its hot-read fast path off
+a bearer token on every request); the same with its fast path off
 (bench/service_factory.py); the ceiling (bench/ceiling_app.py); and the naive AsyncSession ORM
 app (bench/naive_app.py, reads only). Each endpoint is loaded with wrk -t2 -c64 --latency, a
 warm-up first, then ROUNDS interleaved rounds (the order of the apps rotates each round); the
@@ -394,9 +394,9 @@ from one machine only mean something as ratios to the ceiling measured beside th
   lines at INFO on stderr (redirected to a file, so every line is written: {access_lines:,}
   lines in this run), `/metrics` instrumentation on, and a bearer token (an editor's) on every
   request, checked as always.
-- **service, fast path off**: the same settings, `create_app(settings, hot_reads=False)`
-  (bench/service_factory.py) served with the same uvicorn options: what the hot-read fast path
-  (`app/api/hot_reads.py`) pays on the reads it serves.
+- **service, fast path off**: the same settings, `create_app(settings, fast_path=False)`
+  (bench/service_factory.py) served with the same uvicorn options: FastAPI solves every
+  route's dependencies, also where `app/api/plain_dependencies.py` would call them directly.
 - **ceiling** (bench/ceiling_app.py): raw ASGI under the same uvicorn, no framework, no auth,
   an asyncpg pool of the same size (20) created with a no-op `reset` (asyncpg 0.32's
   `create_pool(reset=...)`, so a release costs no `RESET ALL` round trip), every query

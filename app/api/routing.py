@@ -12,6 +12,8 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
+from app.api.fastapi_internals import effective_route
+from app.api.plain_dependencies import PlainPlan
 from app.core import exact_json
 from app.schemas.problem import PROBLEM_MEDIA_TYPE, Problem, ValidationProblem
 
@@ -26,11 +28,25 @@ class DecimalJSONRequest(Request):
 
 
 class DecimalJSONRoute(APIRoute):
+    """Every router's route class: JSON bodies with exact decimals, and plain routes answered
+    without FastAPI's dependency solving (app.api.plain_dependencies) unless the app's
+    `state.fast_path` is off."""
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        plan = PlainPlan.of(self)
+        overrides = effective_route(self).dependency_overrides_provider
 
         async def decimal_json_handler(request: Request) -> Response:
-            return await handler(DecimalJSONRequest(request.scope, request.receive))
+            request = DecimalJSONRequest(request.scope, request.receive)
+            if (
+                plan is not None
+                and not getattr(overrides, "dependency_overrides", None)
+                and request.app.state.fast_path
+                and (response := await plan.answer(request)) is not None
+            ):
+                return response
+            return await handler(request)
 
         return decimal_json_handler
 

@@ -280,8 +280,8 @@ async def test_a_server_error_at_connect_gives_503_on_every_path(
     try:
         url = make_url(str(settings.database_url)).set(username=role, password="refused")
         refused = make_settings(url.render_as_string(hide_password=False), None)
-        for hot_reads in (True, False):
-            service = create_app(refused, hot_reads=hot_reads)
+        for fast_path in (True, False):
+            service = create_app(refused, fast_path=fast_path)
             async with service.router.lifespan_context(service):
                 transport = httpx.ASGITransport(app=service)
                 headers = bearer(settings, users.editor, "editor")

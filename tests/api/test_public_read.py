@@ -14,10 +14,10 @@ from tests.conftest import Users, bearer, make_settings
 from tests.factories import category_data, product_data
 
 
-@pytest.fixture(scope="module", params=[True, False], ids=["hot-reads", "routed"])
+@pytest.fixture(scope="module", params=[True, False], ids=["fast-path", "solved"])
 async def public_app(settings: Settings, request: pytest.FixtureRequest) -> AsyncIterator[FastAPI]:
     public = make_settings(str(settings.database_url), None, public_read=True)
-    application = create_app(public, hot_reads=request.param)
+    application = create_app(public, fast_path=request.param)
     async with application.router.lifespan_context(application):
         yield application
 

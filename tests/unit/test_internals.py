@@ -1,6 +1,6 @@
-"""The library internals behind app/db/internals.py and app/api/instrumentator_internals.py, on
-real objects: these fail, by name, when an upgrade moves or changes one (pyproject.toml pins the
-versions they passed on)."""
+"""The library internals behind app/db/internals.py, app/api/instrumentator_internals.py and
+app/api/fastapi_internals.py, on real objects: these fail, by name, when an upgrade moves or
+changes one (pyproject.toml pins the versions they passed on)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Response
+from fastapi.routing import APIRoute, iter_route_contexts
 from prometheus_client import CollectorRegistry
 from prometheus_fastapi_instrumentator.metrics import Info
 from prometheus_fastapi_instrumentator.middleware import PrometheusInstrumentatorMiddleware
@@ -21,7 +22,9 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection, QueuePool
+from starlette.datastructures import Headers, QueryParams
 
+from app.api.fastapi_internals import effective_route, parse_params, return_annotation
 from app.api.instrumentator_internals import HandlerAfterRouting
 from app.db.engine import build_engine
 from app.db.faults import sqlstate
@@ -158,3 +161,47 @@ async def test_the_instrumentator_asks_handler_after_routing_for_the_handler() -
     # The raw path, not the template the instrumentator's own lookup finds: the override is
     # what it called; and the path it returned is what exclusion was matched against.
     assert recorded == ["/items/7"]
+
+
+async def _checked_dependency() -> None:
+    return None
+
+
+async def _fastapi_endpoint(
+    n: Annotated[int, Query(ge=1)], x_tag: Annotated[str, Header()]
+) -> Response:
+    return Response()
+
+
+def test_fastapi_parses_params_as_its_solver_does() -> None:
+    route = APIRoute("/x", _fastapi_endpoint)
+    values, errors = parse_params(route.dependant.query_params, QueryParams("n=3"))
+    assert (values, errors) == ({"n": 3}, [])
+    values, errors = parse_params(route.dependant.query_params, QueryParams("n=0"))
+    assert [error["loc"] for error in errors] == [("query", "n")]
+    headers = Headers({"x-tag": "blue"})
+    assert parse_params(route.dependant.header_params, headers) == ({"x_tag": "blue"}, [])
+    assert return_annotation(_fastapi_endpoint) is Response
+
+
+def test_fastapi_builds_an_included_routes_handler_from_its_effective_context() -> None:
+    seen: list[Any] = []
+
+    class Recording(APIRoute):
+        def get_route_handler(self) -> Any:
+            seen.append(effective_route(self))
+            return super().get_route_handler()
+
+    router = APIRouter(route_class=Recording)
+    router.get("/x")(_fastapi_endpoint)
+    app = FastAPI()
+    app.include_router(router, prefix="/outer", dependencies=[Depends(_checked_dependency)])
+    (route,) = router.routes
+    list(iter_route_contexts(app.routes))  # FastAPI builds the included routes when first used
+    # First the route's own handler (no context: the route itself), then the included one.
+    assert seen[0] is route
+    included = seen[-1]
+    assert included is not route
+    assert included.path == "/outer/x"
+    assert included.dependency_overrides_provider is app
+    assert included.dependant.dependencies[0].call is _checked_dependency

@@ -26,7 +26,7 @@ from app.api.routing import (
 from app.schemas.base import Page
 from app.schemas.listing import ProductListParams
 from app.schemas.product import ProductCreate, ProductRead, ProductUpdate
-from app.services.product_queries import ProductFilters, ProductQueries
+from app.services.product_queries import ProductFilters
 from app.services.products import ProductService
 
 router = api_router(prefix="/products", tags=["products"])
@@ -45,7 +45,21 @@ async def list_products(
     params: Annotated[ProductListParams, Query()],
 ) -> Response:
     """List products: filter, search, sort, and page with an opaque cursor."""
-    return await product_page(queries, params)
+    body = await queries.page(
+        filters=ProductFilters(
+            q=params.q,
+            category_id=params.category_id,
+            status=params.status.value if params.status else None,
+            min_price=params.min_price,
+            max_price=params.max_price,
+            in_stock=params.in_stock,
+            tags=params.tag,
+        ),
+        sort=params.sort,
+        limit=params.limit,
+        cursor=params.cursor,
+    )
+    return Response(body, media_type=JSON)
 
 
 @router.get(
@@ -67,34 +81,6 @@ async def get_product(
     if_none_match: IfNoneMatch = None,
 ) -> Response:
     """Get one product; `If-None-Match` with its ETag answers 304."""
-    return await product_document(queries, product_id, if_none_match)
-
-
-# The two reads' answers, apart from their routes: app.api.hot_reads serves the same requests
-# with them, without FastAPI's routing and dependency solving.
-
-
-async def product_page(queries: ProductQueries, params: ProductListParams) -> Response:
-    body = await queries.page(
-        filters=ProductFilters(
-            q=params.q,
-            category_id=params.category_id,
-            status=params.status.value if params.status else None,
-            min_price=params.min_price,
-            max_price=params.max_price,
-            in_stock=params.in_stock,
-            tags=params.tag,
-        ),
-        sort=params.sort,
-        limit=params.limit,
-        cursor=params.cursor,
-    )
-    return Response(body, media_type=JSON)
-
-
-async def product_document(
-    queries: ProductQueries, product_id: int, if_none_match: str | None
-) -> Response:
     row = await queries.get(product_id)
     headers = {"ETag": etag(row.version)}
     if none_match(if_none_match, row.version):
