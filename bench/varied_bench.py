@@ -1,0 +1,415 @@
+"""Varied list traffic from one client: p50/p95/max overall and per family (issue 11, point 7).
+
+    .venv/bin/python -m bench.varied_bench [--products 1000000] [--requests 400] [--seed 7]
+        [--database-url URL] [--keep-database] [--output docs/PERFORMANCE.md | --no-report]
+
+Without --database-url it creates a throwaway database on 127.0.0.1:5432 and fills it with
+`catalog seed --products N` (a million products take a few minutes); with it, that catalog is
+used as it is (not seeded; give one `catalog seed` filled). Either way it applies
+POSTGRES_SETTINGS to the database (`ALTER DATABASE ... SET`, what docs/operations.md
+recommends), runs VACUUM ANALYZE, and serves the service as production does (`catalog serve
+--workers 1`, ENVIRONMENT=production, a random SECRET_KEY, JSON access lines at INFO to a
+file, a bearer token on every request). One client then sends requests drawn at random with a
+fixed seed from the demo vocabulary (app/services/seed.py), each family in FAMILIES, and
+follows next_cursor a few pages deep: a warm pass, then the measured pass over the same
+requests. The throwaway database is dropped at the end unless --keep-database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlencode
+
+import asyncpg
+import httpx
+
+from app.core.config import Settings
+from app.core.security import create_access_token
+from app.db import bootstrap
+from app.services import seed
+from bench.support import add_user, free_port, wait_until_up
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+START = "<!-- varied-traffic:start -->"
+END = "<!-- varied-traffic:end -->"
+# The per-database settings docs/operations.md recommends ("PostgreSQL settings").
+POSTGRES_SETTINGS: dict[str, str] = {
+    "random_page_cost": "1.1",
+    "effective_cache_size": "4GB",
+    "work_mem": "16MB",
+    "jit": "off",
+}
+# Shown next to them: server-wide, not settable per database.
+SERVER_SETTINGS = ("shared_buffers", "max_connections")
+SORTS = ("id", "-id", "created_at", "-created_at", "price", "-price", "name", "-name")
+STATUSES = ("active", "draft", "archived")
+FAMILIES = (
+    "search",
+    "search + sort",
+    "search + filters",
+    "filters",
+    "filters + sort",
+    "sort",
+    "tags",
+    "price range",
+    "cursor",
+)
+TARGET_P95_MS = 30.0
+TARGET_MAX_MS = 100.0
+PRICE_STEPS = ("1", "5", "10", "20", "35", "50", "100", "250", "500", "1000", "5000")
+
+
+def vocabulary() -> list[str]:
+    """The words demo products are made of (names, descriptions, colours), lower case."""
+    words: set[str] = set()
+    for group in (seed.BRANDS, seed.ADJECTIVES, seed.MATERIALS, seed.COLORS):
+        words.update(w.lower() for w in group)
+    for nouns in seed.NOUNS.values():
+        words.update(n.lower() for n in nouns)
+    words.update(c.lower() for c in seed.NOUNS)
+    return sorted(words)
+
+
+@dataclass(frozen=True)
+class Request:
+    """A first page; `follow` more pages by its next_cursor (family "cursor")."""
+
+    family: str
+    params: tuple[tuple[str, str], ...]
+    follow: int = 0
+
+    def query(self) -> str:
+        return urlencode(self.params)
+
+
+def requests(rng_seed: int, count: int, categories: list[int]) -> list[Request]:
+    """`count` first pages drawn from FAMILIES (but cursor) in turn, values at random.
+
+    About one in three is followed 1-4 pages deep by its next_cursor, so "cursor" pages sit
+    a few pages into every kind of list.
+    """
+    rng = random.Random(rng_seed)
+    words = vocabulary()
+    kinds = [f for f in FAMILIES if f != "cursor"]
+    drawn: list[Request] = []
+    sorts: dict[str, list[str]] = {}
+
+    def sort(family: str) -> tuple[str, str]:
+        # Each family goes through every sort (shuffled), so a short run has them all.
+        left = sorts.setdefault(family, [])
+        if not left:
+            left.extend(rng.sample(SORTS, len(SORTS)))
+        return ("sort", left.pop())
+
+    def filters() -> list[tuple[str, str]]:
+        chosen = [("category_id", str(rng.choice(categories)))]
+        if rng.random() < 0.8:
+            chosen.append(("in_stock", rng.choice(("true", "false"))))
+        if rng.random() < 0.8:
+            chosen.append(("status", rng.choices(STATUSES, weights=(6, 3, 2))[0]))
+        return chosen
+
+    def query() -> tuple[str, str]:
+        picked = rng.sample(words, rng.choice((1, 1, 1, 2)))
+        return ("q", " ".join(picked))
+
+    for number in range(count):
+        family = kinds[number % len(kinds)]
+        params: list[tuple[str, str]] = []
+        if family.startswith("search"):
+            params.append(query())
+        if family in ("search + filters", "filters", "filters + sort"):
+            params += filters()
+        if family == "tags":
+            params += [("tag", t) for t in rng.sample(seed.TAGS, rng.randint(1, 3))]
+        if family == "price range":
+            low, high = sorted(rng.sample(range(len(PRICE_STEPS)), 2))
+            shape = rng.choice(("both", "both", "min", "max"))
+            if shape != "max":
+                params.append(("min_price", PRICE_STEPS[low]))
+            if shape != "min":
+                params.append(("max_price", PRICE_STEPS[high]))
+        sorted_family = family in ("search + sort", "filters + sort", "sort")
+        if sorted_family or (family in ("tags", "price range") and rng.random() < 0.7):
+            params.append(sort(family))
+        params.append(("limit", str(rng.randint(20, 100))))
+        follow = rng.randint(1, 4) if rng.random() < 0.35 else 0
+        drawn.append(Request(family, tuple(params), follow))
+    return drawn
+
+
+@dataclass
+class Timing:
+    family: str
+    query: str
+    ms: float
+    items: int
+
+
+@dataclass
+class Pass:
+    timings: list[Timing] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+def run_pass(client: httpx.Client, drawn: list[Request], deadline: float) -> Pass:
+    """Each request, then its follow-ups with the cursors the answers give."""
+    result = Pass()
+    for request in drawn:
+        if time.monotonic() > deadline:
+            result.stopped_early = True
+            break
+        query = request.query()
+        cursor: str | None = None
+        for page in range(request.follow + 1):
+            path = f"/products?{query}" + (f"&{urlencode({'cursor': cursor})}" if cursor else "")
+            started = time.perf_counter()
+            response = client.get(path)
+            ms = (time.perf_counter() - started) * 1000
+            response.raise_for_status()
+            body = response.json()
+            family = "cursor" if page else request.family
+            shown = query + (f" +cursor (page {page + 1})" if page else "")
+            result.timings.append(Timing(family, shown, ms, len(body["items"])))
+            cursor = body["next_cursor"]
+            if cursor is None:
+                break
+    return result
+
+
+def percentile(values: list[float], share: float) -> float:
+    """Nearest-rank percentile: the smallest value at or above `share` of them."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * share // 1))
+    return ordered[int(rank) - 1]
+
+
+@dataclass
+class Row:
+    family: str
+    count: int
+    p50: float
+    p95: float
+    max: float
+
+    @property
+    def meets(self) -> bool:
+        return self.p95 < TARGET_P95_MS and self.max < TARGET_MAX_MS
+
+
+def summary(timings: list[Timing]) -> list[Row]:
+    rows = []
+    for family in ("overall", *FAMILIES):
+        ms = [t.ms for t in timings if family in ("overall", t.family)]
+        if ms:
+            rows.append(Row(family, len(ms), statistics.median(ms), percentile(ms, 0.95), max(ms)))
+    return rows
+
+
+def table(rows: list[Row]) -> str:
+    lines = [
+        "| family | requests | p50 ms | p95 ms | max ms | p95 < 30, max < 100 |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        verdict = "yes" if r.meets else "**no**"
+        name = f"**{r.family}**" if r.family == "overall" else r.family
+        lines.append(
+            f"| {name} | {r.count} | {r.p50:.1f} | {r.p95:.1f} | {r.max:.1f} | {verdict} |"
+        )
+    return "\n".join(lines)
+
+
+def slowest(timings: list[Timing], n: int = 10) -> str:
+    lines = ["| ms | family | query string |", "|---:|---|---|"]
+    for t in sorted(timings, key=lambda t: t.ms, reverse=True)[:n]:
+        lines.append(f"| {t.ms:.1f} | {t.family} | `{t.query}` |")
+    return "\n".join(lines)
+
+
+def splice(document: str, block: str) -> str:
+    """`document` with the text between START and END replaced by `block` (appended if absent)."""
+    section = f"{START}\n{block.strip()}\n{END}"
+    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.DOTALL)
+    if pattern.search(document):
+        return pattern.sub(lambda _: section, document, count=1)
+    return document.rstrip("\n") + "\n\n" + section + "\n"
+
+
+async def prepare(url: str, database: str) -> tuple[int, list[int], dict[str, str]]:
+    """Apply POSTGRES_SETTINGS, VACUUM ANALYZE; the editor's id, category ids, settings."""
+    await add_user(url, f"varied-{uuid.uuid4().hex[:8]}@example.com", "editor")
+    dsn = bootstrap.asyncpg_dsn(url)
+    connection = await asyncpg.connect(dsn)
+    try:
+        for name, value in POSTGRES_SETTINGS.items():
+            await connection.execute(f"ALTER DATABASE \"{database}\" SET {name} = '{value}'")
+        user_id = await connection.fetchval(
+            "SELECT id FROM users WHERE role = 'editor' ORDER BY id DESC LIMIT 1"
+        )
+        categories = [r[0] for r in await connection.fetch("SELECT id FROM categories ORDER BY id")]
+        await connection.execute("VACUUM ANALYZE", timeout=3600)
+    finally:
+        await connection.close()
+    connection = await asyncpg.connect(dsn)  # a new session sees the database's settings
+    try:
+        shown = {
+            name: str(await connection.fetchval(f"SHOW {name}"))
+            for name in (*POSTGRES_SETTINGS, *SERVER_SETTINGS)
+        }
+        shown["products"] = f"{await connection.fetchval('SELECT count(*) FROM products'):,}"
+        shown["PostgreSQL"] = str(await connection.fetchval("SHOW server_version"))
+    finally:
+        await connection.close()
+    return user_id, categories, shown
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+@contextmanager
+def service(env: dict[str, str], log: Path) -> Iterator[str]:
+    port = free_port()
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [str(BIN / "catalog"), "serve", "--host", "127.0.0.1", "--workers", "1"],
+            cwd=ROOT,
+            env={**env, "PORT": str(port), "HOST": "127.0.0.1"},
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def report(
+    args: argparse.Namespace,
+    shown: dict[str, str],
+    loads: tuple[str, str],
+    measured: Pass,
+    drawn: list[Request],
+) -> str:
+    rows = summary(measured.timings)
+    every = all(r.meets for r in rows)
+    settings = "\n".join(f"- `{k} = {v}`" for k, v in POSTGRES_SETTINGS.items())
+    server = ", ".join(f"`{k}` {shown[k]}" for k in SERVER_SETTINGS)
+    note = " (stopped at --max-seconds)" if measured.stopped_early else ""
+    return f"""## Varied list traffic, one client (issue 11, point 7)
+
+Written by `python -m bench.varied_bench --products {args.products} --requests {args.requests}
+--seed {args.seed}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Target: p95 < {TARGET_P95_MS:g} ms
+and max < {TARGET_MAX_MS:g} ms overall and for every family: **{"met" if every else "not met"}**.
+
+- Machine: {os.cpu_count()} cores, shared with other engineers' work; load average
+  {loads[0]} before the measured pass, {loads[1]} after it.
+- Catalog: {shown["products"]} products (`catalog seed`, seed 42), PostgreSQL {shown["PostgreSQL"]},
+  VACUUM ANALYZE first. Server-wide settings as found: {server}.
+- Per-database settings applied (`ALTER DATABASE ... SET`, see docs/operations.md):
+{settings}
+- Method: the service by `catalog serve --workers 1` as production runs it
+  (ENVIRONMENT=production, JSON access lines at INFO to a file, a bearer token on every
+  request); one client (httpx, keep-alive) on 127.0.0.1, one request at a time;
+  {len(drawn)} first pages drawn with seed {args.seed} from the demo vocabulary (words of names
+  and descriptions, 1-3 tags, categories with `in_stock` and `status`, price ranges, every
+  sort, `limit` 20-100), about a third followed 1-4 pages by their `next_cursor` (family
+  "cursor"). A warm pass, then the measured pass over the same requests: {len(measured.timings)}
+  timed requests{note}, client-side wall time per request (send to body read).
+
+{table(rows)}
+
+Slowest requests of the measured pass:
+
+{slowest(measured.timings)}
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--products", type=int, default=1_000_000)
+    parser.add_argument("--requests", type=int, default=400, help="first pages drawn")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--database-url", help="a seeded catalog to use as it is")
+    parser.add_argument("--keep-database", action="store_true")
+    parser.add_argument("--max-seconds", type=float, default=600, help="per pass")
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "PERFORMANCE.md")
+    parser.add_argument("--no-report", action="store_true", help="print only")
+    args = parser.parse_args()
+
+    url = args.database_url
+    throwaway = url is None
+    if url is None:
+        url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/catalog_varied_{uuid.uuid4().hex[:8]}"
+    database = url.rsplit("/", 1)[1].split("?")[0]
+    secret = secrets.token_urlsafe(48)
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in {"PUBLIC_READ", "CORS_ORIGINS"}},
+        "PYTHONPATH": str(ROOT),
+        "ENVIRONMENT": "production",
+        "SECRET_KEY": secret,
+        "DATABASE_URL": url,
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "LOG_LEVEL": "INFO",
+        "LOG_FORMAT": "json",
+    }
+    try:
+        if throwaway:
+            command = [str(BIN / "catalog"), "seed", "--products", str(args.products)]
+            subprocess.run(command, cwd=ROOT, env=env, check=True)
+        user_id, categories, shown = asyncio.run(prepare(url, database))
+        print("settings:", ", ".join(f"{k}={v}" for k, v in shown.items()), flush=True)
+        settings = Settings(
+            _env_file=None, database_url=url, secret_key=secret, access_token_ttl_seconds=86_400
+        )
+        token, _ = create_access_token(settings, user_id=user_id, role="editor")
+        headers = {"Authorization": f"Bearer {token}"}
+        drawn = requests(args.seed, args.requests, categories)
+        with tempfile.TemporaryDirectory(prefix="catalog-varied-") as scratch:
+            with service(env, Path(scratch) / "service.log") as base:
+                wait_until_up(f"{base}/products?limit=1", headers, timeout=60)
+                with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+                    run_pass(client, drawn, time.monotonic() + args.max_seconds)
+                    before = load_average()
+                    measured = run_pass(client, drawn, time.monotonic() + args.max_seconds)
+                    after = load_average()
+        rows = summary(measured.timings)
+        print(f"load average {before} -> {after}")
+        print(table(rows))
+        print(slowest(measured.timings))
+        if not args.no_report:
+            block = report(args, shown, (before, after), measured, drawn)
+            text = args.output.read_text() if args.output.exists() else "# Performance\n"
+            args.output.write_text(splice(text, block))
+            print(f"wrote the varied-traffic block of {args.output}")
+    finally:
+        if throwaway and not args.keep_database:
+            asyncio.run(bootstrap.drop_database(url))
+        elif throwaway:
+            print(f"kept {url}")
+
+
+if __name__ == "__main__":
+    main()
