@@ -15,11 +15,10 @@ from app.api.docs import install_docs
 from app.api.metrics import install_metrics, metrics_process_stopped, watch_pool
 from app.api.middleware import (
     BodyLimitMiddleware,
-    RequestContextMiddleware,
-    SecurityHeadersMiddleware,
+    EdgeMiddleware,
 )
 from app.api.problems import install_problem_handlers
-from app.api.router import api_router
+from app.api.router import ROUTERS
 from app.core.config import Settings, get_settings
 from app.core.logging import configure_logging, get_logger
 from app.core.security import AccessTokenVerifier
@@ -100,8 +99,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_format)
     middleware = [
-        Middleware(RequestContextMiddleware),
-        Middleware(SecurityHeadersMiddleware, hsts=settings.is_production),
+        Middleware(EdgeMiddleware, hsts=settings.is_production),
     ]
     if settings.cors_origins:  # with no origin allowed, CORS would only cost time per request
         middleware.append(
@@ -151,7 +149,8 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
     app.state.cursor_codec = CursorCodec(settings.secret_key.get_secret_value())
     app.state.token_verifier = AccessTokenVerifier(settings)
     install_problem_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
     install_docs(app)
-    app.include_router(api_router)
     install_metrics(app)
     return app

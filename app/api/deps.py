@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-import structlog
 from fastapi import Depends, Header, Path, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
 from app.core.errors import Forbidden, Unauthorized, UnsupportedMediaType
+from app.core.logging import bind_request_context
 from app.core.security import AccessTokenVerifier, Role
 from app.db.session import get_session
 from app.schemas.base import MAX_BIGINT
@@ -56,7 +56,7 @@ async def get_current_user(
     if principal is None:
         raise Unauthorized("The token's user is unknown or deactivated")
     request.scope["user_id"] = principal.id
-    structlog.contextvars.bind_contextvars(user_id=principal.id)
+    bind_request_context(user_id=principal.id)
     return principal
 
 

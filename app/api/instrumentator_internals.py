@@ -18,8 +18,10 @@ class HandlerAfterRouting(PrometheusInstrumentatorMiddleware):
     To name the handler up front it matches the request against every route, a second routing
     pass that cost a fifth of a hot read. The service's instrumentation labels by the template
     routing itself set (app.api.metrics), so the handler here is only checked against
-    `excluded_handlers`: the raw path does that.
+    `excluded_handlers`: the raw path does that (from the scope: `request.url` would parse the
+    whole URL).
     """
 
     def _get_handler(self, request: Request) -> tuple[str, bool]:
-        return request.url.path, True
+        path: str = request.scope["path"]
+        return path, True

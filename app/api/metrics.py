@@ -25,32 +25,25 @@ from prometheus_fastapi_instrumentator.metrics import Info
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import Pool, QueuePool
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.instrumentator_internals import HandlerAfterRouting
 from app.api.middleware import route_template
 from app.core.metrics import (
     HTTP_REQUEST_DURATION,
     HTTP_REQUESTS,
-    HTTP_REQUESTS_IN_PROGRESS,
+    METRICS_PATH,
     POOL_GAUGES,
     POOL_MULTIPROCESS_GAUGES,
+    method_label,
 )
 from app.db.internals import pool_waiters
 
-METRICS_PATH = "/metrics"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-# A client may send any method token; anything else is one label value, not one per token.
-_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _POOL_EVENTS = ("connect", "checkout", "checkin", "close", "close_detached", "invalidate")
 
 
 def multiprocess_dir() -> str | None:
     return os.environ.get(MULTIPROC_ENV) or None
-
-
-def _method(method: str) -> str:
-    return method if method in _METHODS else "other"
 
 
 def read_pool(pool: Pool, max_overflow: int) -> dict[str, float]:
@@ -152,32 +145,9 @@ def _forget_dead_workers(directory: str) -> None:
 def _record(info: Info) -> None:
     # The template of the route that answered (set by routing), never the raw path; a
     # request no route matched is "<unmatched>", as in the access log.
-    labels = (_method(info.method), route_template(info.request.scope), info.modified_status)
+    labels = (method_label(info.method), route_template(info.request.scope), info.modified_status)
     HTTP_REQUESTS.labels(*labels).inc()
     HTTP_REQUEST_DURATION.labels(*labels).observe(info.modified_duration)
-
-
-class InProgressMiddleware:
-    """Counts requests being served.
-
-    Not the instrumentator's own gauge: that one is registered globally each time an app
-    builds its middleware (a second app in one process fails) and labels by a handler
-    resolved before routing.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] == METRICS_PATH:
-            await self.app(scope, receive, send)
-            return
-        gauge = HTTP_REQUESTS_IN_PROGRESS.labels(_method(scope["method"]))
-        gauge.inc()
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            gauge.dec()
 
 
 def install_metrics(app: FastAPI) -> None:
@@ -188,7 +158,6 @@ def install_metrics(app: FastAPI) -> None:
         excluded_handlers=[f"^{METRICS_PATH}$"],
         instrumentations=[_record],
     )
-    app.add_middleware(InProgressMiddleware)
     pool_registry = CollectorRegistry(auto_describe=False)
     pool_registry.register(PoolCollector(app))
 

@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: request context and access log, body limit, security headers."""
+"""Pure ASGI middleware: the edge (request id, security headers, in-progress gauge, access
+log, last-resort errors) and the body limit."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import re
 import time
 from collections.abc import Mapping
 
-import structlog
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -18,14 +18,19 @@ from app.api.problems import (
     count_unavailable,
     problem_body,
 )
-from app.core.logging import get_logger
+from app.core.logging import (
+    end_request_context,
+    get_logger,
+    start_request_context,
+    write_access_line,
+)
+from app.core.metrics import METRICS_PATH, requests_in_progress
 from app.db.faults import is_unavailable
 
 REQUEST_ID_HEADER = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
 # Request ids need to be unique, not secret: a seeded PRNG, not os.urandom (a syscall each).
 _ids = random.Random()
-access_log = get_logger("app.access")
 error_log = get_logger("app.errors")
 
 
@@ -71,11 +76,30 @@ async def send_problem(
     await send({"type": "http.response.body", "body": body})
 
 
-class RequestContextMiddleware:
-    """Request id in and out, one access-log line per request, and a last-resort 500."""
+class EdgeMiddleware:
+    """The outermost layer of the service's own: the request id in and out, the security
+    headers, the requests-in-progress gauge, one access-log line per request, and a last-resort
+    503 or 500. One layer rather than one per concern: each pure ASGI layer wraps `send` anew
+    for every request."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    # 'unsafe-inline' for scripts and styles: Swagger UI and ReDoc boot from inline code.
+    CSP = (
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+        "script-src 'self' 'unsafe-inline'; worker-src 'self' blob:; frame-ancestors 'none'"
+    )
+
+    def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
         self.app = app
+        self.headers = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"x-frame-options", b"DENY"),
+            (b"content-security-policy", self.CSP.encode()),
+        ]
+        if hsts:
+            self.headers.append(
+                (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
+            )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -85,32 +109,35 @@ class RequestContextMiddleware:
         valid = incoming is not None and _VALID_REQUEST_ID.match(incoming) is not None
         request_id = incoming.decode() if incoming and valid else f"{_ids.getrandbits(128):032x}"
         scope["request_id"] = request_id
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        start_request_context(request_id=request_id)
         started = time.perf_counter()
         status = 500
         response_started = False
+        added = [*self.headers, (REQUEST_ID_HEADER, request_id.encode())]
 
-        async def send_with_id(message: Message) -> None:
+        async def send_with_headers(message: Message) -> None:
             nonlocal status, response_started
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
-                message["headers"] = [
-                    *message.get("headers", []),
-                    (REQUEST_ID_HEADER, request_id.encode()),
-                ]
+                message["headers"] = [*message.get("headers", []), *added]
             await send(message)
 
+        # /metrics itself is not counted: a scrape would always see itself in progress.
+        in_progress = (
+            None if scope["path"] == METRICS_PATH else requests_in_progress(scope["method"])
+        )
+        if in_progress is not None:
+            in_progress.inc()
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send_with_headers)
         except Exception as error:
             if not response_started and is_unavailable(error):
                 # A database fault no handler knew (app.db.faults): still a 503, not a bug.
                 count_unavailable(error)
                 await send_problem(
                     scope,
-                    send_with_id,
+                    send_with_headers,
                     503,
                     UNAVAILABLE_DETAIL,
                     UNAVAILABLE_HEADERS,
@@ -119,17 +146,18 @@ class RequestContextMiddleware:
                 return
             error_log.exception("unhandled error", method=scope["method"], path=scope["path"])
             if not response_started:
-                await send_problem(scope, send_with_id, 500, "Internal server error")
+                await send_problem(scope, send_with_headers, 500, "Internal server error")
         finally:
-            access_log.info(
-                "request",
+            if in_progress is not None:
+                in_progress.dec()
+            write_access_line(
                 method=scope["method"],
                 route=route_template(scope),
                 status=status,
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
                 user_id=scope.get("user_id"),
             )
-            structlog.contextvars.clear_contextvars()
+            end_request_context()
 
 
 class BodyLimitMiddleware:
@@ -166,36 +194,3 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, limited_receive, send)
-
-
-class SecurityHeadersMiddleware:
-    # 'unsafe-inline' for scripts and styles: Swagger UI and ReDoc boot from inline code.
-    CSP = (
-        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-        "script-src 'self' 'unsafe-inline'; worker-src 'self' blob:; frame-ancestors 'none'"
-    )
-
-    def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
-        self.app = app
-        self.headers = [
-            (b"x-content-type-options", b"nosniff"),
-            (b"referrer-policy", b"no-referrer"),
-            (b"x-frame-options", b"DENY"),
-            (b"content-security-policy", self.CSP.encode()),
-        ]
-        if hsts:
-            self.headers.append(
-                (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
-            )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *self.headers]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)

@@ -38,15 +38,14 @@ class DecimalJSONRoute(APIRoute):
         overrides = effective_route(self).dependency_overrides_provider
 
         async def decimal_json_handler(request: Request) -> Response:
-            request = DecimalJSONRequest(request.scope, request.receive)
             if (
-                plan is not None
+                plan is not None  # no body: no JSON to parse
                 and not getattr(overrides, "dependency_overrides", None)
                 and request.app.state.fast_path
                 and (response := await plan.answer(request)) is not None
             ):
                 return response
-            return await handler(request)
+            return await handler(DecimalJSONRequest(request.scope, request.receive))
 
         return decimal_json_handler
 

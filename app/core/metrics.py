@@ -40,6 +40,25 @@ HTTP_REQUESTS_IN_PROGRESS = Gauge(
     multiprocess_mode="livesum",
 )
 
+METRICS_PATH = "/metrics"
+# A client may send any method token; anything else is one label value, not one per token.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_in_progress: dict[str, Gauge] = {}
+
+
+def method_label(method: str) -> str:
+    return method if method in _METHODS else "other"
+
+
+def requests_in_progress(method: str) -> Gauge:
+    """The in-progress gauge of `method`'s label (`labels()` costs a lock per call)."""
+    label = method_label(method)
+    gauge = _in_progress.get(label)
+    if gauge is None:
+        gauge = _in_progress[label] = HTTP_REQUESTS_IN_PROGRESS.labels(label)
+    return gauge
+
+
 # Label values the code uses today, created at import so every series exists with 0 before
 # its first event (rate() and alerts need the series to exist).
 _KNOWN_LABELS: dict[Counter, tuple[str, ...]] = {

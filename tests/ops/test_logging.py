@@ -44,18 +44,25 @@ def access_lines(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [line for line in lines if line.get("logger") == "app.access"]
 
 
+def stderr_lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    """The JSON lines written to stderr since the last call (access lines go straight there)."""
+    return [
+        json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")
+    ]
+
+
 class TestAccessLine:
     async def test_one_json_line_with_the_request_context(
-        self, app: object, users: Users, settings: Settings
+        self, app: object, users: Users, settings: Settings, capsys: pytest.CaptureFixture[str]
     ) -> None:
         headers = {**bearer(settings, users.viewer, "viewer"), "X-Request-ID": "trace-42"}
         transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
-        with captured_logs() as out:
-            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-                response = await client.get("/products/42", headers=headers)
+        stderr_lines(capsys)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            response = await client.get("/products/42", headers=headers)
         assert response.status_code == 404
 
-        [line] = access_lines(json_lines(out.getvalue()))
+        [line] = access_lines(stderr_lines(capsys))
         assert line["event"] == "request"
         assert line["level"] == "info"
         assert line["request_id"] == "trace-42" == response.headers["x-request-id"]
@@ -70,25 +77,30 @@ class TestAccessLine:
         assert datetime.fromisoformat(line["time"]).utcoffset() is not None
 
     async def test_anonymous_request_has_no_user_and_a_generated_id(
-        self, client: httpx.AsyncClient
+        self, client: httpx.AsyncClient, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        with captured_logs() as out:
-            response = await client.get("/health", headers={"X-Request-ID": "bad id!"})
-        [line] = access_lines(json_lines(out.getvalue()))
+        stderr_lines(capsys)
+        response = await client.get("/health", headers={"X-Request-ID": "bad id!"})
+        [line] = access_lines(stderr_lines(capsys))
         assert line["user_id"] is None
         assert line["request_id"] == response.headers["x-request-id"] != "bad id!"
 
 
 class TestNoSecrets:
     async def test_bearer_token_never_reaches_the_log(
-        self, client: httpx.AsyncClient, settings: Settings, users: Users
+        self,
+        client: httpx.AsyncClient,
+        settings: Settings,
+        users: Users,
+        capsys: pytest.CaptureFixture[str],
     ) -> None:
         valid = bearer(settings, users.admin, "admin")["Authorization"]
         forged = "Bearer " + "x" * 40 + ".forged.signature"
+        capsys.readouterr()
         with captured_logs() as out:
             await client.get("/users/me", headers={"Authorization": valid})
             await client.get("/users/me", headers={"Authorization": forged})
-        text = out.getvalue()
+        text = out.getvalue() + capsys.readouterr().err
         assert len(access_lines(json_lines(text))) == 2
         assert valid.split()[1] not in text
         assert "forged.signature" not in text

@@ -26,9 +26,25 @@ pytestmark = pytest.mark.usefixtures("users", "isolated_throttle")
 CATALOG = Path(sys.executable).parent / "catalog"
 
 
+class LogOutput:
+    """What the root handler's formatter renders, and the access lines, which the service writes
+    straight to stderr (app.core.logging.write_access_line)."""
+
+    def __init__(self, buffer: io.StringIO, capsys: pytest.CaptureFixture[str]) -> None:
+        self.buffer = buffer
+        self.capsys = capsys
+        self.stderr = ""
+
+    def getvalue(self) -> str:
+        self.stderr += self.capsys.readouterr().err
+        direct = [line for line in self.stderr.splitlines() if line.startswith("{")]
+        return self.buffer.getvalue() + "".join(f"{line}\n" for line in direct)
+
+
 @pytest.fixture
-def log_output() -> Iterator[io.StringIO]:
+def log_output(capsys: pytest.CaptureFixture[str]) -> Iterator[LogOutput]:
     """Every log line, rendered by the same structlog formatter the service writes with."""
+    capsys.readouterr()
     root = logging.getLogger()
     formatter = next(
         handler.formatter
@@ -40,7 +56,7 @@ def log_output() -> Iterator[io.StringIO]:
     handler.setFormatter(formatter)
     root.addHandler(handler)
     try:
-        yield buffer
+        yield LogOutput(buffer, capsys)
     finally:
         root.removeHandler(handler)
 
@@ -65,7 +81,7 @@ def make_client(app: FastAPI, recorder: Recorder, headers: dict[str, str] | None
 
 
 async def test_auth_flows_leak_no_secret(
-    app: FastAPI, settings: Settings, users: Users, log_output: io.StringIO
+    app: FastAPI, settings: Settings, users: Users, log_output: LogOutput
 ) -> None:
     recorder = Recorder()
     too_short = "Sh0rt!x"
