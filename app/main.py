@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
@@ -69,6 +70,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.password_hasher = PasswordHasher.from_settings(settings)
     await ensure_first_admin(app.state.sessionmaker, settings)
     log.info("started", environment=settings.environment.value, pool_size=settings.db_pool_size)
+    # What startup built (modules, the app, its routes and schemas) lives as long as the
+    # process: out of the collector's sight, a full collection no longer walks it, which had
+    # paused every request in flight for tens of milliseconds (p99 under load).
+    gc.freeze()
     purger = asyncio.create_task(
         purge_periodically(
             app.state.sessionmaker, interval_seconds=IDEMPOTENCY_PURGE_INTERVAL_SECONDS
