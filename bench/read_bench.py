@@ -39,7 +39,7 @@ import httpx
 from app.core.config import Settings
 from app.core.security import create_access_token
 from app.db import bootstrap
-from bench import report, wrk
+from bench import report, varied_bench, wrk
 from bench.report import CEILING, NAIVE, NO_FAST_PATH, SERVICE, Sample
 from bench.support import add_user, free_port, wait_until_up
 
@@ -354,15 +354,24 @@ def main() -> None:
             f"req/s relative to the ceiling: {args.products:,} products, wrk -t2 "
             f"-c{args.connections}, median of {args.rounds} rounds",
         )
-        args.output.write_text(
-            document(args, facts, table, checks, access_lines, time.monotonic() - started_at)
-        )
+        written = document(args, facts, table, checks, access_lines, time.monotonic() - started_at)
+        args.output.write_text(keep_varied_traffic(args.output, written))
         print()
         print(report.table_markdown(table))
         print()
         print(report.targets_markdown(checks))
     finally:
         asyncio.run(bootstrap.drop_database(url))
+
+
+def keep_varied_traffic(path: Path, written: str) -> str:
+    """`written` with the varied-traffic block (bench/varied_bench.py) the file already holds."""
+    old = path.read_text() if path.exists() else ""
+    start, end = old.find(varied_bench.START), old.find(varied_bench.END)
+    if start < 0 or end < start:
+        return written
+    block = old[start + len(varied_bench.START) : end]
+    return varied_bench.splice(written, block)
 
 
 def document(
