@@ -1,6 +1,7 @@
 """EXPLAIN (ANALYZE, BUFFERS) of every product-list query shape on a big catalog.
 
     .venv/bin/python -m bench.explain_listing [--products 1000000] [--database-url URL]
+        [--query 'q=titanium&sort=name&limit=50' [--pages 3]]
 
 Without --database-url it creates a throwaway database on 127.0.0.1:5432, seeds it with
 `catalog seed`'s generator (COPY; a million products take a few minutes), vacuums and analyzes
@@ -10,7 +11,9 @@ it is (nothing seeded, nothing dropped).
 Each shape is run through `app.services.product_queries.list_products` itself, on a connection
 that EXPLAINs the SQL the service sends before running it, so the plans are those of the real
 queries. Prints one line per shape (plan time, wall time of the real query, the indexes used)
-and exits 1 when any plan reads `products` with a sequential scan.
+and exits 1 when any plan reads `products` with a sequential scan. With --query (an API query
+string, repeatable) it prints instead each statement those lists send, with its text plan
+(ANALYZE, BUFFERS), for the first page and `--pages` - 1 more by their cursors.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
+from urllib.parse import parse_qs
 
 import asyncpg
 
@@ -47,14 +51,18 @@ class Explained:
     sql: str
     plan: dict[str, Any]
     wall_ms: float
+    text: str = ""  # the text plan, when asked for
 
 
 class ExplainingConnection:
     """Stands in for the asyncpg connection: EXPLAINs each query, then runs it for real."""
 
-    def __init__(self, connection: asyncpg.Connection, *, analyze: bool = True) -> None:
+    def __init__(
+        self, connection: asyncpg.Connection, *, analyze: bool = True, text: bool = False
+    ) -> None:
         self.connection = connection
         self.analyze = analyze
+        self.text = text
         self.explained: list[Explained] = []
 
     async def prepare(self, sql: str) -> _Prepared:
@@ -68,10 +76,14 @@ class ExplainingConnection:
         options = "ANALYZE, BUFFERS, FORMAT JSON" if self.analyze else "FORMAT JSON"
         raw = await self.connection.fetchval(f"EXPLAIN ({options}) {sql}", *args)
         plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]
+        text = ""
+        if self.text:
+            lines = await self.connection.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", *args)
+            text = "\n".join(line[0] for line in lines)
         started = time.perf_counter()
         rows: list[asyncpg.Record] = await self.connection.fetch(sql, *args)
         wall_ms = (time.perf_counter() - started) * 1000
-        self.explained.append(Explained(sql, plan, wall_ms))
+        self.explained.append(Explained(sql, plan, wall_ms, text))
         return rows
 
 
@@ -252,6 +264,41 @@ async def all_shapes(connection: asyncpg.Connection, products: int) -> list[Shap
     return shapes
 
 
+def shape_of(query: str) -> tuple[Shape, int]:
+    """The shape and limit of an API query string such as bench/varied_bench.py prints."""
+    params = parse_qs(query, keep_blank_values=True)
+    one = {key: values[-1] for key, values in params.items()}
+    filters = ProductFilters(
+        q=one.get("q"),
+        category_id=int(one["category_id"]) if "category_id" in one else None,
+        status=one.get("status"),
+        min_price=Decimal(one["min_price"]) if "min_price" in one else None,
+        max_price=Decimal(one["max_price"]) if "max_price" in one else None,
+        in_stock=one["in_stock"] == "true" if "in_stock" in one else None,
+        tags=params.get("tag", []),
+    )
+    return Shape(query, filters, sort=one.get("sort")), int(one.get("limit", 20))
+
+
+async def explain_queries(connection: asyncpg.Connection, queries: list[str], pages: int) -> None:
+    for query in queries:
+        shape, limit = shape_of(query)
+        cursor = None
+        for page in range(pages):
+            explaining = ExplainingConnection(connection, text=True)
+            body = await list_page(explaining, shape, limit, cursor)
+            total = sum(e.wall_ms for e in explaining.explained)
+            print(
+                f"\n=== {query} page {page + 1}: {len(explaining.explained)} statements, "
+                f"{total:.1f} ms (wall of the real queries)"
+            )
+            for e in explaining.explained:
+                print(f"--- {e.wall_ms:.1f} ms: {e.sql}\n{e.text}")
+            cursor = body["next_cursor"]
+            if cursor is None:
+                break
+
+
 async def run(connection: asyncpg.Connection, products: int) -> int:
     shapes = await all_shapes(connection, products)
     failures = 0
@@ -300,6 +347,9 @@ async def main_async(args: argparse.Namespace) -> int:
             async with read_connection(engine) as driver:
                 products = await driver.fetchval("SELECT count(*) FROM products")
                 print(f"{products:,} products in the catalog")
+                if args.query:
+                    await explain_queries(driver, args.query, args.pages)
+                    return 0
                 return await run(driver, products)
         finally:
             await engine.dispose()
@@ -312,6 +362,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--products", type=int, default=1_000_000)
     parser.add_argument("--database-url", help="an existing, seeded catalog (left as it is)")
+    parser.add_argument("--query", action="append", help="an API query string to explain")
+    parser.add_argument("--pages", type=int, default=1, help="pages of each --query")
     sys.exit(1 if asyncio.run(main_async(parser.parse_args())) else 0)
 
 

@@ -35,6 +35,8 @@ SEARCH_VECTOR_SQL = (
     f"setweight(to_tsvector('{SEARCH_CONFIG}'::regconfig, coalesce(description, '')), 'B')"
 )
 LIVE = text("deleted_at IS NULL")
+# What a filtered list tests on each row it walks, kept in the sort indexes.
+LISTING_FILTERS = ("category_id", "status", "stock")
 
 
 class Product(TimestampMixin, Base):
@@ -52,16 +54,37 @@ class Product(TimestampMixin, Base):
             postgresql_where=LIVE,
             postgresql_ops={"lower_sku": "text_pattern_ops"},
         ),
-        # Keyset pagination: one index per sort, each ending in id for the tie-break.
-        Index("ix_products_live_created_at_id", "created_at", "id", postgresql_where=LIVE),
-        Index("ix_products_live_price_id", "price", "id", postgresql_where=LIVE),
-        Index("ix_products_live_name_id", "name", "id", postgresql_where=LIVE),
-        Index("ix_products_live_category_id", "category_id", postgresql_where=LIVE),
+        # Keyset pagination: one index per sort, each ending in id for the tie-break, with
+        # the filter columns included so a filtered walk reads no table rows (migration 0003).
+        *(
+            Index(
+                f"ix_products_live_{name}",
+                *columns,
+                postgresql_where=LIVE,
+                postgresql_include=list(LISTING_FILTERS),
+            )
+            for name, columns in (
+                ("created_at_id", ("created_at", "id")),
+                ("price_id", ("price", "id")),
+                ("name_id", ("name", "id")),
+                ("id", ("id",)),
+            )
+        ),
+        # A category's products, with every sort column: collected without the table.
+        Index(
+            "ix_products_live_category_status",
+            "category_id",
+            "status",
+            postgresql_where=LIVE,
+            postgresql_include=["stock", "created_at", "price", "name", "id"],
+        ),
         # Out of stock is a small share that a back office lists often (in_stock=false).
         Index(
             "ix_products_live_out_of_stock",
-            "id",
+            "category_id",
+            "status",
             postgresql_where=text("deleted_at IS NULL AND stock = 0"),
+            postgresql_include=["created_at", "price", "name", "id"],
         ),
         Index("ix_products_search", "search", postgresql_using="gin"),
         Index("ix_products_tags", "tags", postgresql_using="gin"),
