@@ -34,7 +34,9 @@ from app.services.product_columns import column_definitions
 
 MAX_LISTED_ERRORS = 100
 COPY_BATCH_ROWS = 10_000
-YIELD_EVERY_LINES = 256  # about 5 ms of validation
+# The first batch is small so the database starts early; each next one doubles, to COPY_BATCH_ROWS.
+FIRST_BATCH_ROWS = 1_000
+YIELD_EVERY_LINES = 256  # about 2 ms of validation
 MAX_SAVEPOINTS = 32  # see _Batches._create
 # Big files take longer than the service's per-statement timeout; the body limit bounds them.
 STATEMENT_TIMEOUT_SECONDS = 600
@@ -283,6 +285,7 @@ async def import_products(
     batches = _Batches(connection, outcome)
     first_line: dict[str, int] = {}  # lower(sku) -> the line that has it
     batch: list[Record] = []
+    batch_rows = min(FIRST_BATCH_ROWS, COPY_BATCH_ROWS)
     applying: asyncio.Task[None] | None = None
 
     def take(checked: Iterable[Checked]) -> None:
@@ -298,19 +301,20 @@ async def import_products(
             batch.append(record)
 
     async def send_batch() -> None:
-        nonlocal applying, batch
+        nonlocal applying, batch, batch_rows
         if applying is not None:
             await applying
             applying = None
         if batch:
             applying = asyncio.create_task(batches.apply(batch))
             batch = []
+            batch_rows = min(2 * batch_rows, COPY_BATCH_ROWS)
 
     try:
         async for lines in lines_of(chunks):
             for start in range(0, len(lines), YIELD_EVERY_LINES):
                 take(rows.check(lines[start : start + YIELD_EVERY_LINES]))
-                if len(batch) >= COPY_BATCH_ROWS:
+                if len(batch) >= batch_rows:
                     await send_batch()
                 # Let the batch being applied go on to its next statement: the database waits
                 # for as long as validation holds the event loop.
