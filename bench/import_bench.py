@@ -7,6 +7,10 @@ writes an NDJSON file of realistic products, serves the service with one uvicorn
 127.0.0.1, and times `POST /products/import` of the file (all rows new), of the same file
 again (every row unchanged: nothing is written), and `GET /products/export`. Each step has a
 time limit; the server is stopped and the database dropped at the end, whatever happened.
+
+Beside each time: the CPU seconds the server process and the database's backends for the
+bench database spent on the step (from /proc, so PostgreSQL must run on this machine), and
+the load average. A fresh import is bound by the one backend that writes it.
 """
 
 from __future__ import annotations
@@ -82,6 +86,51 @@ def file_chunks(path: Path, size: int = 1024 * 1024) -> Iterator[bytes]:
     with path.open("rb") as file:
         while chunk := file.read(size):
             yield chunk
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (0 for one that is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU spent by the server process and by the bench database's backends during a step."""
+
+    def __init__(self, url: str, server_pid: int) -> None:
+        self.url, self.server_pid = url, server_pid
+        self.server = self.database = 0.0
+
+    def backends(self) -> dict[int, float]:
+        async def pids() -> list[int]:
+            connection = await asyncpg.connect(bootstrap.asyncpg_dsn(self.url))
+            try:
+                rows = await connection.fetch(
+                    "SELECT pid FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+                return [row["pid"] for row in rows]
+            finally:
+                await connection.close()
+
+        return {pid: cpu_seconds(pid) for pid in asyncio.run(pids())}
+
+    def __enter__(self) -> CpuMeter:
+        self.before = self.backends()
+        self.server = -cpu_seconds(self.server_pid)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server += cpu_seconds(self.server_pid)
+        after = self.backends()
+        self.database = sum(cpu - self.before.get(pid, 0.0) for pid, cpu in after.items())
+
+    def __str__(self) -> str:
+        load = os.getloadavg()[0]
+        return f"CPU: server {self.server:.2f} s, database {self.database:.2f} s; load {load:.2f}"
 
 
 def timed_import(base: str, token: str, path: Path) -> tuple[float, dict[str, Any]]:
@@ -161,20 +210,26 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         wait_until_up(f"{base}/health")
 
-        first_seconds, first = timed_import(base, token, path)
+        with CpuMeter(url, process.pid) as first_cpu:
+            first_seconds, first = timed_import(base, token, path)
         assert (first["created"], first["failed"]) == (args.rows, 0), first
-        again_seconds, again = timed_import(base, token, path)
+        with CpuMeter(url, process.pid) as again_cpu:
+            again_seconds, again = timed_import(base, token, path)
         assert (again["unchanged"], again["updated"], again["failed"]) == (args.rows, 0, 0), again
-        export_seconds, exported, size = timed_export(base, token)
+        with CpuMeter(url, process.pid) as export_cpu:
+            export_seconds, exported, size = timed_export(base, token)
         assert exported == args.rows, exported
 
         print(f"\none uvicorn worker, PostgreSQL on 127.0.0.1, {os.cpu_count()} CPUs\n")
         print(report_line("import (all new)", args.rows, first_seconds, "created all"))
+        print(f"{'':<22}{first_cpu}")
         print(report_line("import again (same)", args.rows, again_seconds, "unchanged all"))
+        print(f"{'':<22}{again_cpu}")
         print(
             f"{'export (NDJSON)':<22}{export_seconds:>8.2f} s"
             f"{exported / export_seconds:>12,.0f} rows/s   {size / 2**20:.1f} MiB"
         )
+        print(f"{'':<22}{export_cpu}")
     finally:
         if process is not None and process.poll() is None:
             process.send_signal(signal.SIGTERM)
