@@ -298,6 +298,10 @@ def service(env: dict[str, str], log: Path) -> Iterator[str]:
         )
         try:
             yield f"http://127.0.0.1:{port}"
+        except BaseException:
+            tail = log.read_bytes()[-3000:].decode(errors="replace")
+            print(f"the service's log ends with:\n{tail}", file=sys.stderr)
+            raise
         finally:
             process.terminate()
             try:

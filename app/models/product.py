@@ -36,7 +36,7 @@ SEARCH_VECTOR_SQL = (
 )
 LIVE = text("deleted_at IS NULL")
 # What a filtered list tests on each row it walks, kept in the sort indexes.
-LISTING_FILTERS = ("category_id", "status", "stock")
+LISTING_FILTERS = ("category_id", "status", "stock", "price", "tags")
 
 
 class Product(TimestampMixin, Base):
@@ -61,7 +61,7 @@ class Product(TimestampMixin, Base):
                 f"ix_products_live_{name}",
                 *columns,
                 postgresql_where=LIVE,
-                postgresql_include=list(LISTING_FILTERS),
+                postgresql_include=[c for c in LISTING_FILTERS if c not in columns],
             )
             for name, columns in (
                 ("created_at_id", ("created_at", "id")),

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import asyncpg
 
+from app.models.product import LISTING_FILTERS
 from app.services.listing import cursors
 from app.services.listing.sql import (
     SORTS,
@@ -30,6 +31,8 @@ from app.services.product_columns import PRODUCT_JSON
 # Rows of the sort order a filtered list walks first, and at most (see sorted_rows).
 PROBE_ROWS = 1_000
 MAX_PROBE_ROWS = 20_000
+# A walk that reads only the sort index (no search words to test) costs a tenth per row.
+INDEX_ONLY_FACTOR = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +71,9 @@ async def sorted_rows(
     collecting all the matches first (through their indexes) is the cheaper way.
     """
     walk = walk or Walk()
-    budget = walk.budget or PROBE_ROWS
-    max_budget = walk.max_budget or MAX_PROBE_ROWS
+    factor = 1 if filters.q is not None else INDEX_ONLY_FACTOR
+    budget = (walk.budget or PROBE_ROWS) * factor
+    max_budget = (walk.max_budget or MAX_PROBE_ROWS) * factor
     min_id = walk.min_id
     column = SORTS[sort][0]
     query = conditions(filters)
@@ -85,10 +89,10 @@ async def sorted_rows(
         )
         return await _fetch(connection, sql, query.params)
     filtered = " AND ".join(query.where)
-    if walk.enabled and _index_only(filters, sort):
-        # Every filter column is in the sort index and in the category's covering index, so
-        # both ways are index-only and the planner's estimates (category, status and stock
-        # have statistics) are good enough to choose between them, with these values.
+    if walk.enabled and filters.q is None and not filters.tags:
+        # Every filter column is in the sort indexes and the category's covering index, so
+        # both ways are index-only, and the planner's estimates (category, status, stock and
+        # price have statistics) are good enough to choose between them, with these values.
         page = (
             f"WITH page AS MATERIALIZED ("
             f"SELECT p.id, {column} AS sort_value FROM products p WHERE {keyset} AND {filtered} "
@@ -100,11 +104,7 @@ async def sorted_rows(
         found: list[asyncpg.Record] = await statement.fetch(*query.params.values)
         return found
     while walk.enabled:
-        probe = (
-            f"SELECT {column}, p.id, {out} FROM ("
-            f"SELECT * FROM products p WHERE {keyset} ORDER BY {order(sort)} LIMIT {int(budget)}"
-            f") p WHERE {filtered} ORDER BY {order(sort)} LIMIT {limit_sql}"
-        )
+        probe = _probe(column, out, keyset, sort, budget, filtered, limit_sql, filters)
         rows = await _fetch(connection, probe, query.params)
         if len(rows) == limit or await _walked_to_the_end(
             connection, filters, sort, after, min_id, budget
@@ -116,10 +116,12 @@ async def sorted_rows(
         if needed > max_budget or budget >= max_budget:
             break
         budget = max(needed, budget * 2)
+    collected = " UNION ".join(
+        f"SELECT p.id, {column} AS sort_value FROM products p WHERE {keyset} AND {condition}"
+        for condition in query.each_match()
+    )
     matches = (
-        f"WITH matches AS MATERIALIZED ("
-        f"SELECT p.id, {column} AS sort_value FROM products p WHERE {keyset} AND {filtered}"
-        f"), page AS ("
+        f"WITH matches AS MATERIALIZED ({collected}), page AS ("
         f"SELECT * FROM matches ORDER BY {order(sort, 'sort_value', 'id')} LIMIT {limit_sql}"
         f") SELECT m.sort_value, m.id, {out} FROM page m JOIN products p ON p.id = m.id "
         f"ORDER BY {order(sort, 'm.sort_value', 'm.id')}"
@@ -131,11 +133,33 @@ async def sorted_rows(
     return rows
 
 
-def _index_only(filters: ProductFilters, sort: str) -> bool:
-    """Whether every filter is on a column the sort indexes hold (a price range is part of
-    the walk's range when sorting by price)."""
-    prices = filters.min_price is not None or filters.max_price is not None
-    return filters.q is None and not filters.tags and (not prices or sort.lstrip("-") == "price")
+def _probe(
+    column: str,
+    out: str | None,
+    keyset: str,
+    sort: str,
+    budget: int,
+    filtered: str,
+    limit_sql: str,
+    filters: ProductFilters,
+) -> str:
+    """The walk of `budget` rows in sort order, keeping those that pass `filtered`."""
+    walked = f"FROM products p WHERE {keyset} ORDER BY {order(sort)} LIMIT {int(budget)}"
+    if filters.q is not None:
+        # The words are tested on the table's rows: the walk reads them anyway.
+        return (
+            f"SELECT {column}, p.id, {out} FROM (SELECT * {walked}) p "
+            f"WHERE {filtered} ORDER BY {order(sort)} LIMIT {limit_sql}"
+        )
+    # Tags and the rest are in the sort index: the walk is index-only, and only the rows
+    # of the page are read from the table.
+    columns = ", ".join(dict.fromkeys(["p.id", column, *(f"p.{c}" for c in LISTING_FILTERS)]))
+    return (
+        f"WITH page AS MATERIALIZED (SELECT p.id, {column} AS sort_value FROM ("
+        f"SELECT {columns} {walked}) p WHERE {filtered} ORDER BY {order(sort)} "
+        f"LIMIT {limit_sql}) SELECT m.sort_value, m.id, {out} FROM page m "
+        f"JOIN products p ON p.id = m.id ORDER BY {order(sort, 'm.sort_value', 'm.id')}"
+    )
 
 
 async def _walked_to_the_end(

@@ -64,19 +64,33 @@ class Query:
     params: Params
     where: list[str]  # on live products: `deleted_at IS NULL` is not among them
     rank: str | None  # SQL for a row's relevance; None without q
+    # The search's match is where[0], and these are its OR-ed ways (words, SKU prefix).
+    # Collected one by one, each can be combined with the other filters' indexes, which
+    # PostgreSQL does not do for an OR inside an AND.
+    matches: list[str] = field(default_factory=list)
+
+    def each_match(self) -> list[str]:
+        """The conditions once per way of matching the search (once if no search): together,
+        the rows that match all of `where`."""
+        if len(self.matches) < 2:
+            return [" AND ".join(self.where)]
+        return [" AND ".join([match, *self.where[1:]]) for match in self.matches]
 
 
 def conditions(filters: ProductFilters) -> Query:
     params = Params()
     where: list[str] = []
+    matches: list[str] = []
     rank = None
     if filters.q is not None:
         tsquery = f"websearch_to_tsquery('{SEARCH_CONFIG}', {params.add(filters.q)})"
         match = f"p.search @@ {tsquery}"
+        matches.append(match)
         rank = f"ts_rank(p.search, {tsquery})::real"
         if len(filters.q) >= SKU_PREFIX_MIN_LENGTH and not any(c.isspace() for c in filters.q):
             # One word may be the start of a SKU: such products rank above any text match.
             sku_prefix = f"lower(p.sku) LIKE {params.add(_like_prefix(filters.q))}"
+            matches.append(sku_prefix)
             match = f"({match} OR {sku_prefix})"
             rank = f"({rank} + ({sku_prefix})::int)::real"
         where.append(match)
@@ -94,7 +108,7 @@ def conditions(filters: ProductFilters) -> Query:
         where.append("p.stock > 0" if filters.in_stock else "p.stock = 0")
     if filters.tags:
         where.append(f"p.tags @> {params.add(filters.tags)}::text[]")
-    return Query(params, where, rank)
+    return Query(params, where, rank, matches)
 
 
 def live(
