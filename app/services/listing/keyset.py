@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import asyncpg
+import orjson
 
 from app.models.product import LISTING_FILTERS
 from app.services.listing import cursors
@@ -20,6 +21,7 @@ from app.services.listing.sql import (
     SORTS,
     Params,
     ProductFilters,
+    Query,
     conditions,
     live,
     order,
@@ -31,6 +33,8 @@ from app.services.product_columns import PRODUCT_JSON
 # Rows of the sort order a filtered list walks first, and at most (see sorted_rows).
 PROBE_ROWS = 1_000
 MAX_PROBE_ROWS = 20_000
+# How much further the walk looks when it found nothing but many products match.
+FURTHER = 8
 # A walk that reads only the sort index (no search words to test) costs a tenth per row.
 INDEX_ONLY_FACTOR = 5
 
@@ -103,6 +107,11 @@ async def sorted_rows(
         statement = await connection.prepare(page)
         found: list[asyncpg.Record] = await statement.fetch(*query.params.values)
         return found
+    collected = " UNION ALL ".join(
+        f"SELECT p.id, {column} AS sort_value FROM products p WHERE {keyset} AND {condition}"
+        for condition in query.each_match()
+    )
+    looked_further = False
     while walk.enabled:
         probe = _probe(column, out, keyset, sort, budget, filtered, limit_sql, filters)
         rows = await _fetch(connection, probe, query.params)
@@ -110,16 +119,21 @@ async def sorted_rows(
             connection, filters, sort, after, min_id, budget
         ):
             return rows
-        if limit is None or not rows:
+        if limit is None or budget >= max_budget:
             break
+        if not rows:
+            # Nothing in the walk, yet matches may cluster further along the sort order (a
+            # material's products sorted by name). Where collecting them all would read
+            # more rows than walking on, look once more, further.
+            if looked_further or await _estimated_rows(connection, collected, query) < (max_budget):
+                break
+            looked_further = True
+            budget = min(max_budget, budget * FURTHER)
+            continue
         needed = budget * limit // len(rows) * 3 // 2
-        if needed > max_budget or budget >= max_budget:
+        if needed > max_budget:
             break
         budget = max(needed, budget * 2)
-    collected = " UNION ".join(
-        f"SELECT p.id, {column} AS sort_value FROM products p WHERE {keyset} AND {condition}"
-        for condition in query.each_match()
-    )
     matches = (
         f"WITH matches AS MATERIALIZED ({collected}), page AS ("
         f"SELECT * FROM matches ORDER BY {order(sort, 'sort_value', 'id')} LIMIT {limit_sql}"
@@ -160,6 +174,14 @@ def _probe(
         f"LIMIT {limit_sql}) SELECT m.sort_value, m.id, {out} FROM page m "
         f"JOIN products p ON p.id = m.id ORDER BY {order(sort, 'm.sort_value', 'm.id')}"
     )
+
+
+async def _estimated_rows(connection: asyncpg.Connection, sql: str, query: Query) -> float:
+    """The planner's estimate of the rows `sql` returns, with these values."""
+    explained = await connection.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *query.params.values)
+    plan = orjson.loads(explained) if isinstance(explained, str) else explained
+    rows: float = plan[0]["Plan"]["Plan Rows"]
+    return rows
 
 
 async def _walked_to_the_end(

@@ -70,11 +70,16 @@ class Query:
     matches: list[str] = field(default_factory=list)
 
     def each_match(self) -> list[str]:
-        """The conditions once per way of matching the search (once if no search): together,
-        the rows that match all of `where`."""
+        """The conditions once per way of matching the search (once if no search): each row
+        that matches all of `where` matches exactly one of them (so UNION ALL needs no
+        duplicates removed, which costs more than the collection for a common word)."""
         if len(self.matches) < 2:
             return [" AND ".join(self.where)]
-        return [" AND ".join([match, *self.where[1:]]) for match in self.matches]
+        ways = []
+        for number, match in enumerate(self.matches):
+            earlier = [f"NOT ({other})" for other in self.matches[:number]]
+            ways.append(" AND ".join([match, *earlier, *self.where[1:]]))
+        return ways
 
 
 def conditions(filters: ProductFilters) -> Query:
