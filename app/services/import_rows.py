@@ -3,8 +3,7 @@
 - Each NDJSON line, or CSV record after the header, is validated with `ProductCreate`, the
   schema of `POST /products`. The read-only fields of an export (id, version, created_at,
   updated_at) are ignored, so an export imports back as it is. (An NDJSON line is first tried
-  straight from its bytes, see app.services.import_fast; the errors always come from the exact
-  way.)
+  straight from its bytes, see `_FastRow`; the errors always come from the exact way.)
 - Lines count from 1, blank lines included; a CSV header is line 1, and a CSV record that spans
   lines (a quoted newline) is reported at the line where it starts.
 - Whatever is wrong with a line or record is a row error at its line, and the next line is read
@@ -28,13 +27,11 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, It
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
+from pydantic import ValidationError, field_validator
 
 from app.core import exact_json
 from app.core.errors import ImportFileInvalid
 from app.schemas.product import ProductCreate
-from app.services.import_fast import Record as Record  # re-exported: the importer uses it
-from app.services.import_fast import fast_record as _fast_record
 from app.services.product_columns import READ_ONLY, WRITABLE, copy_values
 
 READ_ONLY_FIELDS = frozenset(READ_ONLY)
@@ -44,6 +41,7 @@ _MAX_DETAIL = 500
 RECORD_COLUMNS = ("line", *WRITABLE)
 
 Parsed = tuple[int, dict[str, Any] | str]  # (line, fields) or (line, what is wrong)
+Record = tuple[Any, ...]  # a valid row, in RECORD_COLUMNS order
 Checked = tuple[int, Record | str]  # (line, record) or (line, what is wrong)
 
 
@@ -318,3 +316,42 @@ def _to_record(line: int, fields: dict[str, Any]) -> Record | str:
 
 def _record(line: int, product: ProductCreate) -> Record:
     return (line, *copy_values(product))
+
+
+class _FastRow(ProductCreate):
+    """`ProductCreate` for the fast path: the line's bytes validated without a dict in between.
+
+    Only its yes counts: a row it refuses goes the exact way, so every row error comes from
+    `ProductCreate` on the row parsed as the API parses a body. Where JSON mode could say yes
+    to what the exact way refuses, or read a value differently, it says no instead:
+    - It takes the read-only fields of an export (which the exact way drops) only with the
+      types an export writes: NaN, which the API refuses as JSON, is no int.
+    - JSON mode reads a number with a fraction as a float, the API as a Decimal. Price refuses
+      floats; stock and category_id would take 5.0000000000000001 as 5 where a Decimal is no
+      integer, so they refuse floats here; an attribute would stay a float where the API makes
+      1.0 an int, so `_fast_record` refuses those.
+    """
+
+    id: int | None = None
+    version: int | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+    @field_validator("stock", "category_id", mode="before")
+    @classmethod
+    def _no_float(cls, value: object) -> object:
+        if isinstance(value, float):
+            raise ValueError("a float: left to the exact way")
+        return value
+
+
+def _fast_record(line: int, raw: bytes) -> Record | None:
+    """The record for a line `_FastRow` finds valid, without floats in attributes; else None."""
+    try:
+        product = _FastRow.model_validate_json(raw)
+    except ValidationError:
+        return None
+    for value in product.attributes.values():
+        if type(value) is float:
+            return None
+    return _record(line, product)
