@@ -100,6 +100,9 @@ class _Prepared:
     async def fetch(self, *args: Any) -> list[asyncpg.Record]:
         return await self.connection.fetch(self.sql, *args)
 
+    async def fetchval(self, *args: Any) -> Any:
+        return await self.connection.fetchval(self.sql, *args)
+
 
 def plan_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
     yield node

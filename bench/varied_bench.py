@@ -55,6 +55,7 @@ POSTGRES_SETTINGS: dict[str, str] = {
     "effective_cache_size": "4GB",
     "work_mem": "16MB",
     "jit": "off",
+    "max_parallel_workers_per_gather": "0",
 }
 # Shown next to them: server-wide, not settable per database.
 SERVER_SETTINGS = ("shared_buffers", "max_connections")

@@ -23,6 +23,7 @@ from app.services.listing.sql import (
     ProductFilters,
     Query,
     conditions,
+    indexed,
     live,
     order,
     page_document,
@@ -113,8 +114,14 @@ async def sorted_rows(
     )
     looked_further = False
     while walk.enabled:
-        probe = _probe(column, out, keyset, sort, budget, filtered, limit_sql, filters)
-        rows = await _fetch(connection, probe, query.params)
+        probe = _probe(column, out, keyset, sort, budget, filtered, limit_sql, query)
+        if query.indexed:
+            # Planned with the values: the walk's conditions on the category (a list of
+            # ids) are the planner's to judge, and a generic plan would guess them.
+            statement = await connection.prepare(probe)
+            rows = await statement.fetch(*query.params.values)
+        else:
+            rows = await _fetch(connection, probe, query.params)
         if len(rows) == limit or await _walked_to_the_end(
             connection, filters, sort, after, min_id, budget
         ):
@@ -155,24 +162,41 @@ def _probe(
     budget: int,
     filtered: str,
     limit_sql: str,
-    filters: ProductFilters,
+    query: Query,
 ) -> str:
-    """The walk of `budget` rows in sort order, keeping those that pass `filtered`."""
-    walked = f"FROM products p WHERE {keyset} ORDER BY {order(sort)} LIMIT {int(budget)}"
-    if filters.q is not None:
-        # The words are tested on the table's rows: the walk reads them anyway.
+    """The walk of `budget` rows in sort order, keeping those that pass `filtered`.
+
+    The walk is over the rows that pass the conditions the sort indexes hold (category,
+    status, price, stock), tested on the index alone: only the rows that pass are read from
+    the table, to test the words. Tags are in the index too but stay outside the walk's
+    budget: PostgreSQL's guess for a tag it has no statistics on can be far off.
+    """
+    where = " AND ".join([keyset, *query.indexed])
+    walked = f"FROM products p WHERE {where} ORDER BY {order(sort)} LIMIT {int(budget)}"
+    if query.rank is not None and not query.indexed:
+        # The words are tested on the table's rows, which the walk reads anyway.
         return (
             f"SELECT {column}, p.id, {out} FROM (SELECT * {walked}) p "
             f"WHERE {filtered} ORDER BY {order(sort)} LIMIT {limit_sql}"
         )
-    # Tags and the rest are in the sort index: the walk is index-only, and only the rows
-    # of the page are read from the table.
+    # An index-only walk; the table is read for the rows that pass it (words to test) or
+    # for the page's rows (no words).
     columns = ", ".join(dict.fromkeys(["p.id", column, *(f"p.{c}" for c in LISTING_FILTERS)]))
+    walk = f"SELECT {columns} {walked}"
+    if query.rank is not None:
+        # Each walked row is looked up by id (OFFSET 0 keeps the lookup per row): left to
+        # join as it likes, the planner may start from the words' matches instead, all of
+        # them, when it thinks them few (for "water bottle" it expects 556, and 14,514 match).
+        found = f"SELECT p.* FROM products p WHERE p.id = w.id AND {filtered} OFFSET 0"
+        return (
+            f"SELECT w.{column[2:]}, w.id, {out} FROM ({walk}) w, LATERAL ({found}) p "
+            f"ORDER BY {order(sort, 'w.' + column[2:], 'w.id')} LIMIT {limit_sql}"
+        )
     return (
-        f"WITH page AS MATERIALIZED (SELECT p.id, {column} AS sort_value FROM ("
-        f"SELECT {columns} {walked}) p WHERE {filtered} ORDER BY {order(sort)} "
-        f"LIMIT {limit_sql}) SELECT m.sort_value, m.id, {out} FROM page m "
-        f"JOIN products p ON p.id = m.id ORDER BY {order(sort, 'm.sort_value', 'm.id')}"
+        f"WITH page AS MATERIALIZED (SELECT p.id, {column} AS sort_value FROM ({walk}) p "
+        f"WHERE {filtered} ORDER BY {order(sort)} LIMIT {limit_sql}) "
+        f"SELECT m.sort_value, m.id, {out} FROM page m JOIN products p ON p.id = m.id "
+        f"ORDER BY {order(sort, 'm.sort_value', 'm.id')}"
     )
 
 
@@ -192,14 +216,20 @@ async def _walked_to_the_end(
     min_id: int | None,
     budget: int,
 ) -> bool:
-    """Whether fewer than `budget` live products follow `after`: a probe saw them all."""
+    """Whether fewer than `budget` live products that pass the indexed conditions follow
+    `after`: a probe saw them all."""
     params = Params()
     keyset = live(sort, after, params, filters, min_id)
-    walked: int = await connection.fetchval(
-        f"SELECT count(*) FROM (SELECT FROM products p WHERE {keyset} "
-        f"ORDER BY {order(sort)} LIMIT {int(budget)}) walked",
-        *params.values,
+    by_index = indexed(filters, params)
+    sql = (
+        f"SELECT count(*) FROM (SELECT FROM products p WHERE {' AND '.join([keyset, *by_index])} "
+        f"ORDER BY {order(sort)} LIMIT {int(budget)}) walked"
     )
+    if by_index:
+        statement = await connection.prepare(sql)  # as the probe: planned with the values
+        walked: int = await statement.fetchval(*params.values)
+    else:
+        walked = await connection.fetchval(sql, *params.values)
     return walked < budget
 
 

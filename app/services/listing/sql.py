@@ -68,6 +68,8 @@ class Query:
     # Collected one by one, each can be combined with the other filters' indexes, which
     # PostgreSQL does not do for an OR inside an AND.
     matches: list[str] = field(default_factory=list)
+    # Those of `where` that `indexed` gives.
+    indexed: list[str] = field(default_factory=list)
 
     def each_match(self) -> list[str]:
         """The conditions once per way of matching the search (once if no search): each row
@@ -99,6 +101,17 @@ def conditions(filters: ProductFilters) -> Query:
             match = f"({match} OR {sku_prefix})"
             rank = f"({rank} + ({sku_prefix})::int)::real"
         where.append(match)
+    by_index = indexed(filters, params)
+    where += by_index
+    if filters.tags:
+        where.append(f"p.tags @> {params.add(filters.tags)}::text[]")
+    return Query(params, where, rank, matches, by_index)
+
+
+def indexed(filters: ProductFilters, params: Params) -> list[str]:
+    """The conditions on category, status, price and stock: columns every sort index holds
+    (migration 0003) and PostgreSQL keeps good statistics on."""
+    where = []
     if filters.category_id is not None:
         if filters.category_ids is None:
             raise ValueError("category_ids must be looked up first (_with_category_tree)")
@@ -111,9 +124,7 @@ def conditions(filters: ProductFilters) -> Query:
         where.append(f"p.price <= {params.add(filters.max_price)}")
     if filters.in_stock is not None:
         where.append("p.stock > 0" if filters.in_stock else "p.stock = 0")
-    if filters.tags:
-        where.append(f"p.tags @> {params.add(filters.tags)}::text[]")
-    return Query(params, where, rank, matches)
+    return where
 
 
 def live(
