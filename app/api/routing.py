@@ -41,7 +41,7 @@ class DecimalJSONRoute(APIRoute):
             if (
                 plan is not None  # no body: no JSON to parse
                 and not getattr(overrides, "dependency_overrides", None)
-                and request.app.state.fast_path
+                and getattr(request.app.state, "fast_path", True)
                 and (response := await plan.answer(request)) is not None
             ):
                 return response
