@@ -63,7 +63,9 @@ def _takes_more(dependant: Dependant) -> bool:
         or dependant.response_param_name
         or dependant.background_tasks_param_name
         or dependant.security_scopes_param_name
+        # OAuth scopes make FastAPI cache a dependency per scope set, not per call.
         or dependant.own_oauth_scopes
+        or dependant.parent_oauth_scopes
         or dependant.concurrency is not None
     )
 

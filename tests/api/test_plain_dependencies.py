@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import fastapi.routing
 import httpx
 import pytest
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response, Security
 from sqlalchemy import text
 
 from app.api.deps import Admin, Reader, SessionDep, get_reader
@@ -467,6 +467,10 @@ def sync_endpoint() -> Response:
     return Response()
 
 
+async def with_scopes(n: Annotated[int, Security(via_first, scopes=["read"])]) -> Response:
+    return Response()
+
+
 NOT_PLAIN = [
     with_yield,
     with_sync,
@@ -477,6 +481,7 @@ NOT_PLAIN = [
     with_model,
     with_query_dependency,
     sync_endpoint,
+    with_scopes,
 ]
 
 
