@@ -8,7 +8,8 @@ sorts the same way (the primary key cannot include columns of its own).
 
 The products of a category (and status) are collected from one index that also holds every
 sort column, instead of reading each row from the table (35,000 table pages for a category's
-43,000 products). The out-of-stock index gains the same columns, keyed by category, for
+43,000 products). A narrow index on the same keys stays for combining with a search's
+matches (a bitmap of a category read from the wide one took 13 ms, from this one a tenth). The out-of-stock index gains the same columns, keyed by category, for
 `in_stock=false`.
 
 Revision ID: 0003
@@ -53,6 +54,12 @@ def upgrade() -> None:
         "products",
         ["category_id", "status"],
         postgresql_where=LIVE,
+    )
+    op.create_index(
+        "ix_products_live_category_sorts",
+        "products",
+        ["category_id", "status"],
+        postgresql_where=LIVE,
         postgresql_include=["stock", "created_at", "price", "name", "id"],
     )
     op.drop_index("ix_products_live_out_of_stock", table_name="products")
@@ -70,6 +77,7 @@ def downgrade() -> None:
     op.create_index(
         "ix_products_live_out_of_stock", "products", ["id"], postgresql_where=OUT_OF_STOCK
     )
+    op.drop_index("ix_products_live_category_sorts", table_name="products")
     op.drop_index("ix_products_live_category_status", table_name="products")
     op.create_index(
         "ix_products_live_category_id", "products", ["category_id"], postgresql_where=LIVE

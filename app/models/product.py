@@ -70,9 +70,11 @@ class Product(TimestampMixin, Base):
                 ("id", ("id",)),
             )
         ),
-        # A category's products, with every sort column: collected without the table.
+        # A category's products: narrow, to combine with a search's matches, and with every
+        # sort column, to collect them without the table.
+        Index("ix_products_live_category_status", "category_id", "status", postgresql_where=LIVE),
         Index(
-            "ix_products_live_category_status",
+            "ix_products_live_category_sorts",
             "category_id",
             "status",
             postgresql_where=LIVE,
