@@ -36,6 +36,8 @@ PROBE_ROWS = 1_000
 MAX_PROBE_ROWS = 20_000
 # How much further the walk looks when it found nothing but many products match.
 FURTHER = 8
+# The rows of the sort order a search whose matches lie beyond its walks collects first.
+WINDOW_ROWS = 100_000
 # A walk that reads only the sort index (no search words to test) costs a tenth per row.
 INDEX_ONLY_FACTOR = 5
 
@@ -141,17 +143,79 @@ async def sorted_rows(
         if needed > max_budget:
             break
         budget = max(needed, budget * 2)
+    if looked_further and limit is not None:
+        # Many match, and two walks found none: they lie further along (an adjective's
+        # products sorted by name start 57,000 rows in). Collecting all of them reads each
+        # from the table; a window of the sort order, combined with the words' index, reads
+        # only those in the window.
+        upto = await _window_end(connection, filters, sort, after, min_id)
+        if upto is not None:
+            rows = await _collected(connection, filters, sort, after, min_id, limit, out, upto)
+            if len(rows) == limit:
+                return rows
+            after = upto
+            rest = await _collected(
+                connection, filters, sort, after, min_id, limit - len(rows), out
+            )
+            return [*rows, *rest]
+    return await _collected(connection, filters, sort, after, min_id, limit, out)
+
+
+async def _collected(
+    connection: asyncpg.Connection,
+    filters: ProductFilters,
+    sort: str,
+    after: tuple[Any, int] | None,
+    min_id: int | None,
+    limit: int | None,
+    out: str | None,
+    upto: tuple[Any, int] | None = None,
+) -> list[asyncpg.Record]:
+    """All the matches after `after` (up to and with the key `upto`), collected through their
+    indexes, then the first `limit` in sort order."""
+    column, cast, descending = SORTS[sort]
+    query = conditions(filters)
+    keyset = live(sort, after, query.params, filters, min_id)
+    if upto is not None:
+        op = ">=" if descending else "<="
+        params = query.params
+        keyset += (
+            f" AND ({column}, p.id) {op} ({params.add(upto[0])}::{cast}, {params.add(upto[1])})"
+        )
+    collected = " UNION ALL ".join(
+        f"SELECT p.id, {column} AS sort_value FROM products p WHERE {keyset} AND {condition}"
+        for condition in query.each_match()
+    )
+    limit_sql = "ALL" if limit is None else str(int(limit))
     matches = (
         f"WITH matches AS MATERIALIZED ({collected}), page AS ("
         f"SELECT * FROM matches ORDER BY {order(sort, 'sort_value', 'id')} LIMIT {limit_sql}"
-        f") SELECT m.sort_value, m.id, {out} FROM page m JOIN products p ON p.id = m.id "
+        f") SELECT m.sort_value, m.id, {out or 'NULL'} FROM page m JOIN products p ON p.id = m.id "
         f"ORDER BY {order(sort, 'm.sort_value', 'm.id')}"
     )
     # How to collect the matches is the planner's to choose, from these values: a statement
     # prepared afresh is planned with them, where a cached one may get a generic plan.
     statement = await connection.prepare(matches)
-    rows = await statement.fetch(*query.params.values)
+    rows: list[asyncpg.Record] = await statement.fetch(*query.params.values)
     return rows
+
+
+async def _window_end(
+    connection: asyncpg.Connection,
+    filters: ProductFilters,
+    sort: str,
+    after: tuple[Any, int] | None,
+    min_id: int | None,
+) -> tuple[Any, int] | None:
+    """The key WINDOW_ROWS live products after `after` (None: fewer follow), index-only."""
+    params = Params()
+    keyset = live(sort, after, params, filters, min_id)
+    rows = await connection.fetch(
+        f"SELECT {SORTS[sort][0]}, p.id FROM products p WHERE {keyset} "
+        f"ORDER BY {order(sort)} OFFSET {int(WINDOW_ROWS) - 1} LIMIT 1",
+        *params.values,
+    )
+    return (rows[0][0], rows[0][1]) if rows else None
 
 
 def _probe(
