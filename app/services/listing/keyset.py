@@ -38,6 +38,8 @@ MAX_PROBE_ROWS = 20_000
 FURTHER = 8
 # The rows of the sort order a search whose matches lie beyond its walks collects first.
 WINDOW_ROWS = 100_000
+# Collect a search's matches at once when a walk would read more rows than there are matches.
+COLLECT_OVER_WALK = 1
 # A walk that reads only the sort index (no search words to test) costs a tenth per row.
 INDEX_ONLY_FACTOR = 5
 
@@ -115,7 +117,18 @@ async def sorted_rows(
         for condition in query.each_match()
     )
     looked_further = False
-    while walk.enabled:
+    enabled = walk.enabled
+    if enabled and query.rank is not None and query.indexed and limit is not None:
+        # A search in a category (or status, stock, price): the planner's estimates of the
+        # products in it and of the matches among them say how far a walk that fills the
+        # page goes. Each walked row is read from the table to test the words, as each match
+        # is when collecting them; collecting also reads the words' index, once.
+        walked, matching = await _estimated_split(connection, keyset, query, collected)
+        needed = int(limit * walked / max(matching, 1.0) * 3 / 2)
+        if needed > max_budget or needed > COLLECT_OVER_WALK * matching:
+            enabled = False
+        budget = max(budget, needed)
+    while enabled:
         probe = _probe(column, out, keyset, sort, budget, filtered, limit_sql, query)
         if query.indexed:
             # Planned with the values: the walk's conditions on the category (a list of
@@ -262,6 +275,19 @@ def _probe(
         f"SELECT m.sort_value, m.id, {out} FROM page m JOIN products p ON p.id = m.id "
         f"ORDER BY {order(sort, 'm.sort_value', 'm.id')}"
     )
+
+
+async def _estimated_split(
+    connection: asyncpg.Connection, keyset: str, query: Query, collected: str
+) -> tuple[float, float]:
+    """The planner's estimates of the products that pass the indexed conditions, and of
+    those that match all of them (`collected`), in one round trip."""
+    indexed = " AND ".join([keyset, *query.indexed])
+    sql = f"SELECT p.id, NULL FROM products p WHERE {indexed} UNION ALL {collected}"
+    explained = await connection.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *query.params.values)
+    plan = (orjson.loads(explained) if isinstance(explained, str) else explained)[0]["Plan"]
+    first, *rest = plan["Plans"]
+    return first["Plan Rows"], sum(branch["Plan Rows"] for branch in rest)
 
 
 async def _estimated_rows(connection: asyncpg.Connection, sql: str, query: Query) -> float:
