@@ -432,6 +432,23 @@ from one machine only mean something as ratios to the ceiling measured beside th
 - failed: responses that were not 2xx/3xx plus wrk's socket errors (timeouts over 10 s),
   summed over the rounds; a 503 after a 2 s wait for a pooled connection counts here.
 
+## What the read path does
+
+- Plain routes (both reads here) are answered without FastAPI's dependency solving, through
+  FastAPI's own routing (`app/api/plain_dependencies.py`): the row "fast path off" is the
+  same service with FastAPI solving them.
+- PostgreSQL renders each product's JSON; the reads borrow a pooled connection of the one
+  engine and use asyncpg directly (`app/db/session.py`), no ORM.
+- One edge middleware (request id, security headers, in-progress gauge, access line) instead
+  of one layer per concern; the JSON access line is written straight to stderr, not through a
+  logging handler; the request context is one context variable, not structlog's per-key ones.
+- `gc.freeze()` after startup, so a full collection does not walk what startup built.
+- What is left between the service and the ceiling, from py-spy on a by-id read under load:
+  FastAPI's routing and exception layers and `request_response` (about an eighth of the
+  service's CPU), the instrumentator's middleware (about a tenth), FastAPI's parameter parsing,
+  SQLAlchemy's pool checkout through a greenlet; the writes go through the ORM (BEGIN, the
+  statement and COMMIT are three round trips where the ceiling sends one).
+
 ## Results
 
 {report.table_markdown(table)}
