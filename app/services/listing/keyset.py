@@ -38,8 +38,11 @@ MAX_PROBE_ROWS = 20_000
 FURTHER = 8
 # The rows of the sort order a search whose matches lie beyond its walks collects first.
 WINDOW_ROWS = 100_000
-# Collect a search's matches at once when a walk would read more rows than there are matches.
-COLLECT_OVER_WALK = 1
+# A search in a category walks on while that reads fewer rows than this many per match
+# expected there (a match collected costs more than a row walked: the words' index too).
+COLLECT_OVER_WALK = 2
+# How much shorter the first walk of a search with indexed conditions is.
+SEARCH_IN_CATEGORY_SHORTER = 4
 # A walk that reads only the sort index (no search words to test) costs a tenth per row.
 INDEX_ONLY_FACTOR = 5
 
@@ -117,18 +120,14 @@ async def sorted_rows(
         for condition in query.each_match()
     )
     looked_further = False
-    enabled = walk.enabled
-    if enabled and query.rank is not None and query.indexed and limit is not None:
-        # A search in a category (or status, stock, price): the planner's estimates of the
-        # products in it and of the matches among them say how far a walk that fills the
-        # page goes. Each walked row is read from the table to test the words, as each match
-        # is when collecting them; collecting also reads the words' index, once.
-        walked, matching = await _estimated_split(connection, keyset, query, collected)
-        needed = int(limit * walked / max(matching, 1.0) * 3 / 2)
-        if needed > max_budget or needed > COLLECT_OVER_WALK * matching:
-            enabled = False
-        budget = max(budget, needed)
-    while enabled:
+    # Products that pass the indexed conditions (the planner's estimate, good for those).
+    passing: float | None = None
+    if query.rank is not None and query.indexed:
+        # Each row of this walk is read from the table: a shorter first look tells the
+        # share that matches there (the planner cannot: a category's own words match far
+        # more of its products than of others', and it takes them as independent).
+        budget = max(budget // SEARCH_IN_CATEGORY_SHORTER, 1)
+    while walk.enabled:
         probe = _probe(column, out, keyset, sort, budget, filtered, limit_sql, query)
         if query.indexed:
             # Planned with the values: the walk's conditions on the category (a list of
@@ -155,6 +154,14 @@ async def sorted_rows(
         needed = budget * limit // len(rows) * 3 // 2
         if needed > max_budget:
             break
+        if query.rank is not None and query.indexed:
+            # A search in a category (or status, stock, price): each walked row is read from
+            # the table to test the words, as each match is when collecting them. The share
+            # the walk saw tells how many match there; walk on only if that reads fewer.
+            if passing is None:
+                passing, _ = await _estimated_split(connection, keyset, query, collected)
+            if needed > COLLECT_OVER_WALK * passing * len(rows) / budget:
+                break
         budget = max(needed, budget * 2)
     if looked_further and limit is not None:
         # Many match, and two walks found none: they lie further along (an adjective's
