@@ -1,7 +1,8 @@
 """Varied list traffic from one client: p50/p95/max overall and per family (issue 11, point 7).
 
-    .venv/bin/python -m bench.varied_bench [--products 1000000] [--requests 400] [--seed 7]
+    .venv/bin/python -m bench.varied_bench [--products 1000000] [--requests 400] [--seed 7 ...]
         [--database-url URL] [--keep-database] [--output docs/PERFORMANCE.md | --no-report]
+        [--note TEXT] [--no-settings]
 
 Without --database-url it creates a throwaway database on 127.0.0.1:5432 and fills it with
 `catalog seed --products N` (a million products take a few minutes); with it, that catalog is
@@ -21,9 +22,7 @@ import argparse
 import asyncio
 import os
 import random
-import re
 import secrets
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,8 +30,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -44,36 +41,25 @@ from app.core.security import create_access_token
 from app.db import bootstrap
 from app.services import seed
 from bench.support import add_user, free_port, wait_until_up
+from bench.varied_report import (
+    FAMILIES,
+    POSTGRES_SETTINGS,
+    SERVER_SETTINGS,
+    Pass,
+    Request,
+    Run,
+    Timing,
+    report,
+    slowest,
+    splice,
+    summary,
+    table,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-START = "<!-- varied-traffic:start -->"
-END = "<!-- varied-traffic:end -->"
-# The per-database settings docs/operations.md recommends ("PostgreSQL settings").
-POSTGRES_SETTINGS: dict[str, str] = {
-    "random_page_cost": "1.1",
-    "effective_cache_size": "4GB",
-    "work_mem": "16MB",
-    "jit": "off",
-    "max_parallel_workers_per_gather": "0",
-}
-# Shown next to them: server-wide, not settable per database.
-SERVER_SETTINGS = ("shared_buffers", "max_connections")
 SORTS = ("id", "-id", "created_at", "-created_at", "price", "-price", "name", "-name")
 STATUSES = ("active", "draft", "archived")
-FAMILIES = (
-    "search",
-    "search + sort",
-    "search + filters",
-    "filters",
-    "filters + sort",
-    "sort",
-    "tags",
-    "price range",
-    "cursor",
-)
-TARGET_P95_MS = 30.0
-TARGET_MAX_MS = 100.0
 PRICE_STEPS = ("1", "5", "10", "20", "35", "50", "100", "250", "500", "1000", "5000")
 
 
@@ -86,18 +72,6 @@ def vocabulary() -> list[str]:
         words.update(n.lower() for n in nouns)
     words.update(c.lower() for c in seed.NOUNS)
     return sorted(words)
-
-
-@dataclass(frozen=True)
-class Request:
-    """A first page; `follow` more pages by its next_cursor (family "cursor")."""
-
-    family: str
-    params: tuple[tuple[str, str], ...]
-    follow: int = 0
-
-    def query(self) -> str:
-        return urlencode(self.params)
 
 
 def requests(rng_seed: int, count: int, categories: list[int]) -> list[Request]:
@@ -156,20 +130,6 @@ def requests(rng_seed: int, count: int, categories: list[int]) -> list[Request]:
     return drawn
 
 
-@dataclass
-class Timing:
-    family: str
-    query: str
-    ms: float
-    items: int
-
-
-@dataclass
-class Pass:
-    timings: list[Timing] = field(default_factory=list)
-    stopped_early: bool = False
-
-
 def run_pass(client: httpx.Client, drawn: list[Request], deadline: float) -> Pass:
     """Each request, then its follow-ups with the cursors the answers give."""
     result = Pass()
@@ -195,73 +155,18 @@ def run_pass(client: httpx.Client, drawn: list[Request], deadline: float) -> Pas
     return result
 
 
-def percentile(values: list[float], share: float) -> float:
-    """Nearest-rank percentile: the smallest value at or above `share` of them."""
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * share // 1))
-    return ordered[int(rank) - 1]
-
-
-@dataclass
-class Row:
-    family: str
-    count: int
-    p50: float
-    p95: float
-    max: float
-
-    @property
-    def meets(self) -> bool:
-        return self.p95 < TARGET_P95_MS and self.max < TARGET_MAX_MS
-
-
-def summary(timings: list[Timing]) -> list[Row]:
-    rows = []
-    for family in ("overall", *FAMILIES):
-        ms = [t.ms for t in timings if family in ("overall", t.family)]
-        if ms:
-            rows.append(Row(family, len(ms), statistics.median(ms), percentile(ms, 0.95), max(ms)))
-    return rows
-
-
-def table(rows: list[Row]) -> str:
-    lines = [
-        "| family | requests | p50 ms | p95 ms | max ms | p95 < 30, max < 100 |",
-        "|---|---:|---:|---:|---:|---|",
-    ]
-    for r in rows:
-        verdict = "yes" if r.meets else "**no**"
-        name = f"**{r.family}**" if r.family == "overall" else r.family
-        lines.append(
-            f"| {name} | {r.count} | {r.p50:.1f} | {r.p95:.1f} | {r.max:.1f} | {verdict} |"
-        )
-    return "\n".join(lines)
-
-
-def slowest(timings: list[Timing], n: int = 10) -> str:
-    lines = ["| ms | family | query string |", "|---:|---|---|"]
-    for t in sorted(timings, key=lambda t: t.ms, reverse=True)[:n]:
-        lines.append(f"| {t.ms:.1f} | {t.family} | `{t.query}` |")
-    return "\n".join(lines)
-
-
-def splice(document: str, block: str) -> str:
-    """`document` with the text between START and END replaced by `block` (appended if absent)."""
-    section = f"{START}\n{block.strip()}\n{END}"
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.DOTALL)
-    if pattern.search(document):
-        return pattern.sub(lambda _: section, document, count=1)
-    return document.rstrip("\n") + "\n\n" + section + "\n"
-
-
-async def prepare(url: str, database: str) -> tuple[int, list[int], dict[str, str]]:
-    """Apply POSTGRES_SETTINGS, VACUUM ANALYZE; the editor's id, category ids, settings."""
+async def prepare(
+    url: str, database: str, apply: bool = True
+) -> tuple[int, list[int], dict[str, str]]:
+    """Apply POSTGRES_SETTINGS (or reset them), VACUUM ANALYZE; the editor's id, the
+    category ids, and the settings in force."""
     await add_user(url, f"varied-{uuid.uuid4().hex[:8]}@example.com", "editor")
     dsn = bootstrap.asyncpg_dsn(url)
     connection = await asyncpg.connect(dsn)
     try:
         for name, value in POSTGRES_SETTINGS.items():
-            await connection.execute(f"ALTER DATABASE \"{database}\" SET {name} = '{value}'")
+            change = f"SET {name} = '{value}'" if apply else f"RESET {name}"
+            await connection.execute(f'ALTER DATABASE "{database}" {change}')
         user_id = await connection.fetchval(
             "SELECT id FROM users WHERE role = 'editor' ORDER BY id DESC LIMIT 1"
         )
@@ -276,6 +181,9 @@ async def prepare(url: str, database: str) -> tuple[int, list[int], dict[str, st
             for name in (*POSTGRES_SETTINGS, *SERVER_SETTINGS)
         }
         shown["products"] = f"{await connection.fetchval('SELECT count(*) FROM products'):,}"
+        shown["catalog size"] = str(
+            await connection.fetchval("SELECT pg_size_pretty(pg_total_relation_size('products'))")
+        )
         shown["PostgreSQL"] = str(await connection.fetchval("SHOW server_version"))
     finally:
         await connection.close()
@@ -311,58 +219,24 @@ def service(env: dict[str, str], log: Path) -> Iterator[str]:
                 process.kill()
 
 
-def report(
-    args: argparse.Namespace,
-    shown: dict[str, str],
-    loads: tuple[str, str],
-    measured: Pass,
-    drawn: list[Request],
-) -> str:
-    rows = summary(measured.timings)
-    every = all(r.meets for r in rows)
-    settings = "\n".join(f"- `{k} = {v}`" for k, v in POSTGRES_SETTINGS.items())
-    server = ", ".join(f"`{k}` {shown[k]}" for k in SERVER_SETTINGS)
-    note = " (stopped at --max-seconds)" if measured.stopped_early else ""
-    return f"""## Varied list traffic, one client (issue 11, point 7)
-
-Written by `python -m bench.varied_bench --products {args.products} --requests {args.requests}
---seed {args.seed}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Target: p95 < {TARGET_P95_MS:g} ms
-and max < {TARGET_MAX_MS:g} ms overall and for every family: **{"met" if every else "not met"}**.
-
-- Machine: {os.cpu_count()} cores, shared with other engineers' work; load average
-  {loads[0]} before the measured pass, {loads[1]} after it.
-- Catalog: {shown["products"]} products (`catalog seed`, seed 42), PostgreSQL {shown["PostgreSQL"]},
-  VACUUM ANALYZE first. Server-wide settings as found: {server}.
-- Per-database settings applied (`ALTER DATABASE ... SET`, see docs/operations.md):
-{settings}
-- Method: the service by `catalog serve --workers 1` as production runs it
-  (ENVIRONMENT=production, JSON access lines at INFO to a file, a bearer token on every
-  request); one client (httpx, keep-alive) on 127.0.0.1, one request at a time;
-  {len(drawn)} first pages drawn with seed {args.seed} from the demo vocabulary (words of names
-  and descriptions, 1-3 tags, categories with `in_stock` and `status`, price ranges, every
-  sort, `limit` 20-100), about a third followed 1-4 pages by their `next_cursor` (family
-  "cursor"). A warm pass, then the measured pass over the same requests: {len(measured.timings)}
-  timed requests{note}, client-side wall time per request (send to body read).
-
-{table(rows)}
-
-Slowest requests of the measured pass:
-
-{slowest(measured.timings)}
-"""
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--products", type=int, default=1_000_000)
-    parser.add_argument("--requests", type=int, default=400, help="first pages drawn")
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--requests", type=int, default=400, help="first pages per seed")
+    parser.add_argument("--seed", type=int, action="append", help="repeat for several (7)")
     parser.add_argument("--database-url", help="a seeded catalog to use as it is")
     parser.add_argument("--keep-database", action="store_true")
     parser.add_argument("--max-seconds", type=float, default=600, help="per pass")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "PERFORMANCE.md")
     parser.add_argument("--no-report", action="store_true", help="print only")
+    parser.add_argument("--note", default="", help="a sentence for the report (the server)")
+    parser.add_argument(
+        "--no-settings",
+        action="store_true",
+        help="reset the per-database settings instead (to see what they pay)",
+    )
     args = parser.parse_args()
+    args.seed = args.seed or [7]
 
     url = args.database_url
     throwaway = url is None
@@ -384,30 +258,30 @@ def main() -> None:
         if throwaway:
             command = [str(BIN / "catalog"), "seed", "--products", str(args.products)]
             subprocess.run(command, cwd=ROOT, env=env, check=True)
-        user_id, categories, shown = asyncio.run(prepare(url, database))
+        user_id, categories, shown = asyncio.run(prepare(url, database, not args.no_settings))
         print("settings:", ", ".join(f"{k}={v}" for k, v in shown.items()), flush=True)
         settings = Settings(
             _env_file=None, database_url=url, secret_key=secret, access_token_ttl_seconds=86_400
         )
         token, _ = create_access_token(settings, user_id=user_id, role="editor")
         headers = {"Authorization": f"Bearer {token}"}
-        drawn = requests(args.seed, args.requests, categories)
+        runs: list[Run] = []
         with tempfile.TemporaryDirectory(prefix="catalog-varied-") as scratch:
             with service(env, Path(scratch) / "service.log") as base:
                 wait_until_up(f"{base}/products?limit=1", headers, timeout=60)
                 with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
-                    run_pass(client, drawn, time.monotonic() + args.max_seconds)
-                    before = load_average()
-                    measured = run_pass(client, drawn, time.monotonic() + args.max_seconds)
-                    after = load_average()
-        rows = summary(measured.timings)
-        print(f"load average {before} -> {after}")
-        print(table(rows))
-        print(slowest(measured.timings))
+                    for seed in args.seed:
+                        drawn = requests(seed, args.requests, categories)
+                        run_pass(client, drawn, time.monotonic() + args.max_seconds)
+                        before = load_average()
+                        measured = run_pass(client, drawn, time.monotonic() + args.max_seconds)
+                        runs.append(Run(seed, drawn, measured, (before, load_average())))
+                        print(f"seed {seed}, load average {runs[-1].loads}")
+                        print(table(summary(measured.timings)))
+                        print(slowest(measured.timings), flush=True)
         if not args.no_report:
-            block = report(args, shown, (before, after), measured, drawn)
             text = args.output.read_text() if args.output.exists() else "# Performance\n"
-            args.output.write_text(splice(text, block))
+            args.output.write_text(splice(text, report(args, shown, runs)))
             print(f"wrote the varied-traffic block of {args.output}")
     finally:
         if throwaway and not args.keep_database:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from urllib.parse import parse_qsl
 
 from bench import varied_bench
-from bench.varied_bench import END, FAMILIES, SORTS, START, Timing, requests, splice, summary
+from bench.varied_bench import SORTS, requests
+from bench.varied_report import END, FAMILIES, START, Timing, splice, summary
 
 CATEGORIES = list(range(1, 30))
 
