@@ -138,9 +138,9 @@ class Run:
 
 def report(args: argparse.Namespace, shown: dict[str, str], runs: list[Run]) -> str:
     if args.no_settings:
-        settings = "- none: reset with `--no-settings`, to see what they pay"
+        settings = "  - none: reset with `--no-settings`, to see what they pay"
     else:
-        settings = "\n".join(f"- `{k} = {v}`" for k, v in POSTGRES_SETTINGS.items())
+        settings = "\n".join(f"  - `{k} = {v}`" for k, v in POSTGRES_SETTINGS.items())
     server = ", ".join(f"`{k}` {shown[k]}" for k in SERVER_SETTINGS)
     seeds = " ".join(f"--seed {run.seed}" for run in runs)
     verdicts = ", ".join(

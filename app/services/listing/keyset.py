@@ -1,10 +1,12 @@
 """Keyset pages in a sort order, and the walk that keeps a filtered page off bad plans.
 
-A filtered page must not depend on the planner guessing how many products match: for a word
-or tag it has no statistics on it guesses 0.5%, walks an index in sort order, and reads the
-whole table when nothing matches (3 s on a million products). So a filtered page walks the
-sort order for a bounded number of rows first and, when that does not fill it, collects the
-matches through their own indexes instead (`sorted_rows`).
+A page with words or tags must not depend on the planner guessing how many products match:
+for a word or tag it has no statistics on it guesses 0.5%, walks an index in sort order, and
+reads the whole table when nothing matches (3 s on a million products). So such a page walks
+the sort order for a bounded number of rows first and, when that does not fill it, collects
+the matches through their own indexes instead (`sorted_rows`). A page filtered only on
+category, status, stock and price is the planner's to choose: both ways are index-only there
+(migration 0003) and its statistics on those columns are good.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ MAX_PROBE_ROWS = 20_000
 FURTHER = 8
 # The rows of the sort order a search whose matches lie beyond its walks collects first.
 WINDOW_ROWS = 100_000
-# A search in a category walks on while that reads fewer rows than this many per match
-# expected there (a match collected costs more than a row walked: the words' index too).
+# A search walks on while that reads fewer rows than this many per match expected (a match
+# collected costs more than a row walked: the words' index is read too).
 COLLECT_OVER_WALK = 2
 # How much shorter the first walk of a search with indexed conditions is.
 SEARCH_IN_CATEGORY_SHORTER = 4
@@ -154,10 +156,11 @@ async def sorted_rows(
         needed = budget * limit // len(rows) * 3 // 2
         if needed > max_budget:
             break
-        if query.rank is not None and query.indexed:
-            # A search in a category (or status, stock, price): each walked row is read from
-            # the table to test the words, as each match is when collecting them. The share
-            # the walk saw tells how many match there; walk on only if that reads fewer.
+        if query.rank is not None:
+            # A search: each walked row is read from the table to test the words, as each
+            # match is when collecting them. The share the walk saw tells how many match
+            # (of the products in the category, status, stock and price asked for, as the
+            # planner counts them); walk on only if that reads fewer.
             if passing is None:
                 passing, _ = await _estimated_split(connection, keyset, query, collected)
             if needed > COLLECT_OVER_WALK * passing * len(rows) / budget:
