@@ -11,7 +11,8 @@ sort column, instead of reading each row from the table (35,000 table pages for 
 category's 43,000 products). A narrow index on the same keys is for combining with a
 search's matches (a category's bitmap read from the wide one took 13 ms, from the narrow
 one a tenth of that). The out-of-stock index gains the same columns, keyed by category, for
-`in_stock=false`. For a million products the indexes grow by about 400 MB (1.45 GB in all, was 1.06).
+`in_stock=false`. For a million products the indexes grow by about 400 MB (1.45 GB in
+all, was 1.06).
 
 Revision ID: 0003
 Revises: 0002
