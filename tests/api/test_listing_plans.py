@@ -1,9 +1,10 @@
 """Filtered lists return the same pages whichever way they are read.
 
 A filtered list first walks the sort order for a budget of rows, walks again further when the
-matches it saw say that is enough, and otherwise collects all the matches first (see
-app.services.listing.keyset.sorted_rows). Tiny budgets here push every list through all
-three ways; each must give the order computed here from the products as created.
+matches it saw say that is enough, and otherwise collects all the matches first, in a window
+of the sort order first when two walks found nothing (see
+app.services.listing.keyset.sorted_rows). Tiny budgets and windows here push every list
+through all the ways; each must give the order computed here from the products as created.
 """
 
 from __future__ import annotations
@@ -86,17 +87,21 @@ FILTERS = [
 ]
 
 
-@pytest.mark.parametrize("budgets", [(2, 8), (5, 5), (1000, 20_000)], ids=str)
+@pytest.mark.parametrize(
+    "budgets", [(2, 8, 3), (1, 2, 1), (5, 5, 7), (1000, 20_000, 100_000)], ids=str
+)
 @pytest.mark.parametrize("sort", ["-created_at", "price", "-price", "name"])
 async def test_every_way_of_reading_gives_the_same_pages(
     editor: httpx.AsyncClient,
     catalog: dict[str, Any],
     monkeypatch: pytest.MonkeyPatch,
-    budgets: tuple[int, int],
+    budgets: tuple[int, int, int],
     sort: str,
 ) -> None:
     monkeypatch.setattr(keyset, "PROBE_ROWS", budgets[0])
     monkeypatch.setattr(keyset, "MAX_PROBE_ROWS", budgets[1])
+    # A search whose walks found nothing is collected in windows of this many rows.
+    monkeypatch.setattr(keyset, "WINDOW_ROWS", budgets[2])
     trees = {
         "root": [catalog["root"]["id"], catalog["child"]["id"]],
         "child": [catalog["child"]["id"]],
