@@ -46,7 +46,7 @@ def route_template(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
     if isinstance(path, str) and ":" in path:
-        # `/products/{product_id}` for the route written `/products/{product_id:int}`.
+        # `/products/{product_id}` for the route written `/products/{product_id:id}`.
         path = route.path_format  # type: ignore[union-attr]
     return path if isinstance(path, str) else "<unmatched>"
 

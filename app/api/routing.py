@@ -9,13 +9,34 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute, iter_route_contexts
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
 from app.api.fastapi_internals import effective_route
 from app.api.plain_dependencies import PlainPlan
 from app.core import exact_json
+from app.schemas.base import MAX_BIGINT
 from app.schemas.problem import PROBLEM_MEDIA_TYPE, Problem, ValidationProblem
+
+
+class IdConvertor(Convertor[int]):
+    """`{name:id}` in a route's path: digits, as an int. Starlette's `int` convertor calls
+    int() on any run of digits, which refuses more than 4,300 of them (a 500); a number too
+    long for any id here becomes one past the largest, so the route's `le=` answers 422."""
+
+    regex = "[0-9]+"
+    _max_digits = len(str(MAX_BIGINT))
+
+    def convert(self, value: str) -> int:
+        return int(value) if len(value) <= self._max_digits else MAX_BIGINT + 1
+
+    def to_string(self, value: int) -> str:
+        return str(int(value))
+
+
+# Registered before any router defines a route: every module with routes imports this one.
+register_url_convertor("id", IdConvertor())
 
 
 class DecimalJSONRequest(Request):

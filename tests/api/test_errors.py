@@ -90,6 +90,33 @@ class TestProblems:
         assert_problem(response, 413)
 
 
+class TestIdsInPaths:
+    @pytest.mark.parametrize(
+        ("method", "template"),
+        [
+            ("GET", "/products/{}"),
+            ("PATCH", "/products/{}"),
+            ("DELETE", "/products/{}"),
+            ("POST", "/products/{}/stock"),
+            ("GET", "/products/{}/stock/history"),
+            ("GET", "/categories/{}"),
+            ("GET", "/users/{}"),
+        ],
+    )
+    @pytest.mark.parametrize("digits", [20, 4301, 5000])
+    async def test_an_id_too_long_for_any_id_is_a_422(
+        self, admin: httpx.AsyncClient, method: str, template: str, digits: int
+    ) -> None:
+        # Python's int() refuses more than 4,300 digits: once a 500 from the path convertor.
+        response = await admin.request(method, template.format("9" * digits), json={})
+        body = assert_problem(response, 422)
+        assert body["errors"][0]["loc"][0] == "path"  # type: ignore[index]
+
+    async def test_the_largest_id_is_looked_up(self, admin: httpx.AsyncClient) -> None:
+        assert_problem(await admin.get("/products/9223372036854775807"), 404)
+        assert_problem(await admin.get("/products/9223372036854775808"), 422)
+
+
 class TestRequestId:
     async def test_generated_when_absent(self, client: httpx.AsyncClient) -> None:
         first = (await client.get("/health")).headers["x-request-id"]

@@ -155,9 +155,9 @@ class TestSameAnswers:
                     ours = answer(await served.get(path, headers=both))
                     theirs = answer(await routed.get(path, headers=both))
                     assert ours == theirs, (caller, path, headers)
+                    assert ours[0] < 500, (caller, path, headers, ours)
                     statuses.add(ours[0])
         assert statuses >= {200, 304, 401, 404, 422, 307}
-        assert max(statuses) < 500
 
     async def test_a_deactivated_users_token_is_refused_as_by_the_routes(
         self, app: FastAPI, routed_app: FastAPI, users: Users, settings: Settings

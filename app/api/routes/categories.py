@@ -25,7 +25,7 @@ async def list_categories(
     return Page(items=[CategoryRead.model_validate(c) for c in categories], next_cursor=next_cursor)
 
 
-@router.get("/{category_id:int}", response_model=CategoryRead, responses=problem_responses(404))
+@router.get("/{category_id:id}", response_model=CategoryRead, responses=problem_responses(404))
 async def get_category(category_id: CategoryId, _: Reader, session: SessionDep) -> CategoryRead:
     """Get one category."""
     return CategoryRead.model_validate(await CategoryService(session).get(category_id))
@@ -48,7 +48,7 @@ async def create_category(
 
 
 @router.patch(
-    "/{category_id:int}",
+    "/{category_id:id}",
     response_model=CategoryRead,
     dependencies=[JsonBody],
     responses=problem_responses(403, 404, 409, 415),
@@ -61,7 +61,7 @@ async def update_category(
 
 
 @router.delete(
-    "/{category_id:int}",
+    "/{category_id:id}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(403, 404, 409),
 )

@@ -63,7 +63,7 @@ async def list_products(
 
 
 @router.get(
-    "/{product_id:int}",
+    "/{product_id:id}",
     response_model=ProductRead,
     responses={
         **problem_responses(404),
@@ -120,7 +120,7 @@ async def create_product(
 
 
 @router.patch(
-    "/{product_id:int}",
+    "/{product_id:id}",
     response_model=ProductRead,
     dependencies=[JsonBody],
     responses={**problem_responses(403, 404, 409, 412, 415, 428), 200: {"headers": ETAG_HEADER}},
@@ -143,7 +143,7 @@ async def update_product(
 
 
 @router.delete(
-    "/{product_id:int}",
+    "/{product_id:id}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(403, 404, 412, 428),
 )

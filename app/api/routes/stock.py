@@ -22,7 +22,7 @@ def _service(session: SessionDep, request: Request) -> StockService:
 
 
 @router.post(
-    "/{product_id:int}/stock",
+    "/{product_id:id}/stock",
     response_model=ProductRead,
     dependencies=[JsonBody],
     responses={
@@ -53,7 +53,7 @@ async def adjust_stock(
 
 
 @router.get(
-    "/{product_id:int}/stock/history",
+    "/{product_id:id}/stock/history",
     response_model=Page[StockAdjustmentRead],
     responses=problem_responses(404),
 )

@@ -58,14 +58,14 @@ async def create_user(
     return UserRead.model_validate(user)
 
 
-@router.get("/{user_id:int}", response_model=UserRead, responses=problem_responses(403, 404))
+@router.get("/{user_id:id}", response_model=UserRead, responses=problem_responses(403, 404))
 async def get_user(user_id: UserId, _: Admin, session: SessionDep) -> UserRead:
     """Get one user."""
     return UserRead.model_validate(await UserService(session).get(user_id))
 
 
 @router.patch(
-    "/{user_id:int}",
+    "/{user_id:id}",
     response_model=UserRead,
     dependencies=[JsonBody],
     responses=problem_responses(403, 404, 409, 415),
@@ -85,7 +85,7 @@ async def update_user(
 
 
 @router.delete(
-    "/{user_id:int}",
+    "/{user_id:id}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(403, 404, 409),
 )
