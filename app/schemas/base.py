@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -15,9 +15,10 @@ from pydantic import (
     Field,
     GetJsonSchemaHandler,
     PlainSerializer,
+    model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema
+from pydantic_core import CoreSchema, PydanticCustomError
 
 MAX_BIGINT = 2**63 - 1
 MAX_INT = 2**31 - 1
@@ -64,7 +65,30 @@ DbId = Annotated[int, Field(ge=1, le=MAX_BIGINT), NotBool]
 
 
 class Schema(BaseModel):
-    model_config = ConfigDict(from_attributes=True, extra="forbid")
+    """What comes in (and what goes out, built from values): a JSON object, unknown fields
+    refused.
+
+    FastAPI validates a body with `from_attributes=True`, which takes any object for one whose
+    fields are all missing: a body that is a JSON number (a Decimal here) was an empty update.
+    So anything but an object (a dict, or an instance) is refused first.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    _reads_attributes: ClassVar[bool] = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _an_object(cls, data: Any) -> Any:
+        if cls._reads_attributes or isinstance(data, dict | BaseModel):
+            return data
+        raise PydanticCustomError("model_type", "Input should be a JSON object")
+
+
+class ReadSchema(Schema):
+    """What goes out, read from a model's attributes (an ORM object)."""
+
+    model_config = ConfigDict(from_attributes=True)
+    _reads_attributes: ClassVar[bool] = True
 
 
 def null_only_for(*nullable: str) -> Callable[[dict[str, Any]], None]:

@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 from pydantic import ConfigDict, StringConstraints, model_validator
 
-from app.schemas.base import DbId, Schema, Storable, Timestamp, null_only_for
+from app.schemas.base import DbId, ReadSchema, Schema, Storable, Timestamp, null_only_for
 
 Slug = Annotated[str, StringConstraints(min_length=1, max_length=80, pattern=r"^[a-z0-9-]+$")]
 CategoryName = Annotated[
@@ -39,7 +39,7 @@ class CategoryUpdate(Schema):
         return self.model_dump(exclude_unset=True)
 
 
-class CategoryRead(Schema):
+class CategoryRead(ReadSchema):
     id: int
     slug: str
     name: str

@@ -19,6 +19,7 @@ from app.schemas.base import (
     MAX_INT,
     DbId,
     NotBool,
+    ReadSchema,
     Schema,
     Storable,
     StorableStr,
@@ -156,7 +157,7 @@ class ProductUpdate(Schema):
         return self.model_dump(exclude_unset=True)
 
 
-class ProductRead(Schema):
+class ProductRead(ReadSchema):
     id: int
     sku: str
     name: str

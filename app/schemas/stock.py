@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints, field_validator
 
-from app.schemas.base import MAX_INT, Schema, Storable, Timestamp
+from app.schemas.base import MAX_INT, ReadSchema, Schema, Storable, Timestamp
 
 
 class StockAdjust(Schema):
@@ -32,7 +32,7 @@ class StockAdjust(Schema):
         return value
 
 
-class StockAdjustmentRead(Schema):
+class StockAdjustmentRead(ReadSchema):
     id: int
     product_id: int
     user_id: int | None

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from pydantic import ConfigDict, EmailStr, Field, SecretStr, model_validator
 
 from app.core.security import Role
-from app.schemas.base import Schema, Timestamp, null_only_for
+from app.schemas.base import ReadSchema, Schema, Timestamp, null_only_for
 
 MIN_PASSWORD_LENGTH = 8
 # argon2id hashes any length without truncating; the cap only refuses absurd inputs.
@@ -43,7 +43,7 @@ class UserUpdate(Schema):
         return {field: getattr(self, field) for field in self.model_fields_set}
 
 
-class UserRead(Schema):
+class UserRead(ReadSchema):
     id: int
     email: str
     role: Role

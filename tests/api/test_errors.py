@@ -90,6 +90,33 @@ class TestProblems:
         assert_problem(response, 413)
 
 
+class TestBodiesThatAreNotObjects:
+    @pytest.mark.parametrize(
+        ("method", "path"),
+        [
+            ("POST", "/products"),
+            ("PATCH", "/products/1"),
+            ("POST", "/products/1/stock"),
+            ("POST", "/categories"),
+            ("PATCH", "/categories/1"),
+            ("POST", "/users"),
+            ("PATCH", "/users/3"),
+            ("POST", "/auth/refresh"),
+            ("POST", "/auth/logout"),
+        ],
+    )
+    @pytest.mark.parametrize("body", [b"-4.6955899918441275e+246", b"7", b'"text"', b"[]", b"true"])
+    async def test_are_a_422(
+        self, admin: httpx.AsyncClient, method: str, path: str, body: bytes
+    ) -> None:
+        # A JSON number arrives as a Decimal: read "from attributes" it was an empty update.
+        response = await admin.request(
+            method, path, content=body, headers={"content-type": "application/json"}
+        )
+        problem = assert_problem(response, 422)
+        assert problem["errors"][0]["loc"][0] == "body"  # type: ignore[index]
+
+
 class TestIdsInPaths:
     @pytest.mark.parametrize(
         ("method", "template"),
