@@ -41,7 +41,7 @@ from app.core.security import create_access_token
 from app.db import bootstrap
 from bench import report, varied_bench, wrk
 from bench.report import CEILING, NAIVE, NO_FAST_PATH, SERVICE, Sample
-from bench.support import add_user, free_port, wait_until_up
+from bench.support import add_user, free_port, production_env, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -209,20 +209,8 @@ def main() -> None:
     url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
     dsn = bootstrap.asyncpg_dsn(url)
     secret = secrets.token_urlsafe(48)
-    base_env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in {"LOG_LEVEL", "LOG_FORMAT", "PUBLIC_READ", "CORS_ORIGINS"}
-    }
     env = {
-        **base_env,
-        "PYTHONPATH": str(ROOT),
-        "ENVIRONMENT": "production",
-        "SECRET_KEY": secret,
-        "DATABASE_URL": url,
-        "REDIS_URL": "redis://127.0.0.1:6379/0",
-        "LOG_LEVEL": "INFO",
-        "LOG_FORMAT": "json",
+        **production_env(url, secret),
         "BENCH_URL": url,
         "BENCH_DSN": dsn,
     }

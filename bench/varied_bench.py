@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import secrets
 import subprocess
@@ -40,7 +39,7 @@ from app.core.config import Settings
 from app.core.security import create_access_token
 from app.db import bootstrap
 from app.services import seed
-from bench.support import add_user, free_port, wait_until_up
+from bench.support import add_user, free_port, production_env, wait_until_up
 
 # START, END and splice are used from here by bench/read_bench.py, which keeps the block.
 from bench.varied_report import END as END
@@ -248,16 +247,7 @@ def main() -> None:
         url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/catalog_varied_{uuid.uuid4().hex[:8]}"
     database = url.rsplit("/", 1)[1].split("?")[0]
     secret = secrets.token_urlsafe(48)
-    env = {
-        **{k: v for k, v in os.environ.items() if k not in {"PUBLIC_READ", "CORS_ORIGINS"}},
-        "PYTHONPATH": str(ROOT),
-        "ENVIRONMENT": "production",
-        "SECRET_KEY": secret,
-        "DATABASE_URL": url,
-        "REDIS_URL": "redis://127.0.0.1:6379/0",
-        "LOG_LEVEL": "INFO",
-        "LOG_FORMAT": "json",
-    }
+    env = production_env(url, secret)
     try:
         if throwaway:
             command = [str(BIN / "catalog"), "seed", "--products", str(args.products)]

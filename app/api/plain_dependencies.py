@@ -95,9 +95,8 @@ class _Dependency:
             dependant.use_cache,
         )
 
-    async def solve(self, request: Request, solved: dict[Any, Any]) -> Any:
-        if self.use_cache and self.call in solved:
-            return solved[self.call]
+    async def arguments(self, request: Request, solved: dict[Any, Any]) -> dict[str, Any]:
+        """Its arguments: its dependencies solved in order, and the request."""
         arguments: dict[str, Any] = {}
         for dependency in self.dependencies:
             value = await dependency.solve(request, solved)
@@ -105,7 +104,12 @@ class _Dependency:
                 arguments[dependency.name] = value
         for name in self.request_params:
             arguments[name] = request
-        value = await self.call(**arguments)
+        return arguments
+
+    async def solve(self, request: Request, solved: dict[Any, Any]) -> Any:
+        if self.use_cache and self.call in solved:
+            return solved[self.call]
+        value = await self.call(**await self.arguments(request, solved))
         solved.setdefault(self.call, value)
         return value
 
@@ -151,15 +155,8 @@ class PlainPlan:
                 if errors:
                     return None
                 values.update(parsed)
-        endpoint = self.endpoint
-        solved: dict[Any, Any] = {}
-        for dependency in endpoint.dependencies:
-            value = await dependency.solve(request, solved)
-            if dependency.name is not None:
-                values[dependency.name] = value
-        for name in endpoint.request_params:
-            values[name] = request
-        response: Response = await endpoint.call(**values)
+        values.update(await self.endpoint.arguments(request, {}))
+        response: Response = await self.endpoint.call(**values)
         return response
 
 

@@ -113,16 +113,12 @@ async def sorted_rows(
             f"WITH page AS MATERIALIZED ("
             f"SELECT p.id, {column} AS sort_value FROM products p WHERE {keyset} AND {filtered} "
             f"ORDER BY {order(sort)} LIMIT {limit_sql}"
-            f") SELECT m.sort_value, m.id, {out} FROM page m JOIN products p ON p.id = m.id "
-            f"ORDER BY {order(sort, 'm.sort_value', 'm.id')}"
+            f") {_page_rows(sort, out)}"
         )
         statement = await connection.prepare(page)
         found: list[asyncpg.Record] = await statement.fetch(*query.params.values)
         return found
-    collected = " UNION ALL ".join(
-        f"SELECT p.id, {column} AS sort_value FROM products p WHERE {keyset} AND {condition}"
-        for condition in query.each_match()
-    )
+    collected = _matches(column, keyset, query)
     looked_further = False
     # Products that pass the indexed conditions (the planner's estimate, good for those).
     passing: float | None = None
@@ -208,16 +204,12 @@ async def _collected(
         keyset += (
             f" AND ({column}, p.id) {op} ({params.add(upto[0])}::{cast}, {params.add(upto[1])})"
         )
-    collected = " UNION ALL ".join(
-        f"SELECT p.id, {column} AS sort_value FROM products p WHERE {keyset} AND {condition}"
-        for condition in query.each_match()
-    )
+    collected = _matches(column, keyset, query)
     limit_sql = "ALL" if limit is None else str(int(limit))
     matches = (
         f"WITH matches AS MATERIALIZED ({collected}), page AS ("
         f"SELECT * FROM matches ORDER BY {order(sort, 'sort_value', 'id')} LIMIT {limit_sql}"
-        f") SELECT m.sort_value, m.id, {out or 'NULL'} FROM page m JOIN products p ON p.id = m.id "
-        f"ORDER BY {order(sort, 'm.sort_value', 'm.id')}"
+        f") {_page_rows(sort, out or 'NULL')}"
     )
     # How to collect the matches is the planner's to choose, from these values: a statement
     # prepared afresh is planned with them, where a cached one may get a generic plan.
@@ -242,6 +234,23 @@ async def _window_end(
         *params.values,
     )
     return (rows[0][0], rows[0][1]) if rows else None
+
+
+def _matches(column: str, keyset: str, query: Query) -> str:
+    """Every match past `keyset` as (id, sort_value), one way of matching after the other,
+    each excluding the earlier ones' matches (UNION ALL, nothing to deduplicate)."""
+    return " UNION ALL ".join(
+        f"SELECT p.id, {column} AS sort_value FROM products p WHERE {keyset} AND {condition}"
+        for condition in query.each_match()
+    )
+
+
+def _page_rows(sort: str, out: str | None) -> str:
+    """The rows of the CTE `page` (ids and sort values), with `out` read from each product."""
+    return (
+        f"SELECT m.sort_value, m.id, {out} FROM page m JOIN products p ON p.id = m.id "
+        f"ORDER BY {order(sort, 'm.sort_value', 'm.id')}"
+    )
 
 
 def _probe(
@@ -284,9 +293,7 @@ def _probe(
         )
     return (
         f"WITH page AS MATERIALIZED (SELECT p.id, {column} AS sort_value FROM ({walk}) p "
-        f"WHERE {filtered} ORDER BY {order(sort)} LIMIT {limit_sql}) "
-        f"SELECT m.sort_value, m.id, {out} FROM page m JOIN products p ON p.id = m.id "
-        f"ORDER BY {order(sort, 'm.sort_value', 'm.id')}"
+        f"WHERE {filtered} ORDER BY {order(sort)} LIMIT {limit_sql}) {_page_rows(sort, out)}"
     )
 
 
