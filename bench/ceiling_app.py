@@ -173,10 +173,10 @@ class Ceiling:
                 row = await connection.fetchrow(
                     STOCK, product_id, data["delta"], self.user_id, data.get("reason")
                 )
-                return _one(row)
+                return answer_one(row)
             if method == "PATCH":
                 return await self.update(connection, product_id, scope, receive)
-            return _one(await connection.fetchrow(ONE, product_id))
+            return answer_one(await connection.fetchrow(ONE, product_id))
 
     async def page(self, connection: Connection, query: dict[str, str]) -> bytes:
         limit = min(int(query.get("limit", 20)), MAX_LIMIT)
@@ -272,7 +272,8 @@ def _etag(row: asyncpg.Record) -> list[Any]:
     return [*JSON, (b"etag", f'"{row["version"]}"'.encode())]
 
 
-def _one(row: asyncpg.Record | None) -> tuple[int, bytes, list[Any]]:
+def answer_one(row: asyncpg.Record | None) -> tuple[int, bytes, list[Any]]:
+    """Status, JSON body and headers for a by-id read (None: not found)."""
     if row is None:
         return 404, b"{}", JSON
     return 200, orjson.dumps(product(row)), _etag(row)

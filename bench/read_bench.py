@@ -8,7 +8,8 @@ database, fills it with `catalog seed`, and serves four apps side by side, one p
 random strong SECRET_KEY, JSON access lines at INFO on stderr, which goes to a file, metrics,
 a bearer token on every request); the same with its fast path off
 (bench/service_factory.py); the ceiling (bench/ceiling_app.py); and the naive AsyncSession ORM
-app (bench/naive_app.py, reads only). Each endpoint is loaded with wrk -t2 -c64 --latency, a
+app (bench/naive_app.py, reads only); FastAPI alone on the ceiling's work
+(bench/framework_floor_app.py, reads only). Each endpoint is loaded with wrk -t2 -c64 --latency, a
 warm-up first, then ROUNDS interleaved rounds (the order of the apps rotates each round); the
 report gives medians, and the server process's CPU time per request from /proc/<pid>/stat.
 """
@@ -40,7 +41,7 @@ from app.core.config import Settings
 from app.core.security import create_access_token
 from app.db import bootstrap
 from bench import report, varied_bench, wrk
-from bench.report import CEILING, NAIVE, NO_FAST_PATH, SERVICE, Sample
+from bench.report import CEILING, FRAMEWORK, NAIVE, NO_FAST_PATH, SERVICE, Sample
 from bench.support import add_user, free_port, production_env, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,6 +155,13 @@ def servers(env: dict[str, str], logs: Path) -> Iterator[list[Server]]:
         NO_FAST_PATH: [sys.executable, "-m", "bench.service_factory"],
         CEILING: [*uvicorn, "--log-level", "warning", "--factory", "bench.ceiling_app:from_env"],
         NAIVE: [*uvicorn, "--log-level", "warning", "bench.naive_app:app"],
+        FRAMEWORK: [
+            *uvicorn,
+            "--log-level",
+            "warning",
+            "--factory",
+            "bench.framework_floor_app:create",
+        ],
     }
     started: list[Server] = []
     try:
@@ -250,9 +258,11 @@ def main() -> None:
                 "GET by id",
                 "/",
                 lambda: wrk.by_id_script(args.seed, args.products),
-                (SERVICE, NO_FAST_PATH, CEILING, NAIVE),
+                (SERVICE, NO_FAST_PATH, CEILING, NAIVE, FRAMEWORK),
             ),
-            Endpoint("first page", "/products", None, (SERVICE, NO_FAST_PATH, CEILING, NAIVE)),
+            Endpoint(
+                "first page", "/products", None, (SERVICE, NO_FAST_PATH, CEILING, NAIVE, FRAMEWORK)
+            ),
             Endpoint(
                 "filtered, sorted",
                 f"/products?category_id={category}&in_stock=true&status=active&sort=-price",
@@ -403,6 +413,10 @@ from one machine only mean something as ratios to the ceiling measured beside th
   the same JSON as the service for by-id and the first page over the same rows.
 - **naive ORM** (bench/naive_app.py): FastAPI, `AsyncSession.get` / `select(Product)` and a
   pydantic response model; by id and the first page only.
+- **FastAPI alone** (bench/framework_floor_app.py): the ceiling's pool, queries and orjson rows
+  behind two plain FastAPI routes, no middleware, no auth, no metrics, no access line; by id
+  and the first page only. What it loses to the ceiling is the framework's own cost, which no
+  service on FastAPI avoids.
 - Load: `wrk -t2 -c{args.connections} -d{args.duration:g}s --latency`; each app warms up on every
   read endpoint ({args.warmup:g} s each) first; then {args.rounds} rounds, each endpoint in turn
   against every app, the order of the apps rotating per round; the medians of the rounds.

@@ -14,7 +14,8 @@ CEILING = "ceiling"
 SERVICE = "service"
 NO_FAST_PATH = "service, fast path off"
 NAIVE = "naive ORM"
-TARGETS = (SERVICE, NO_FAST_PATH, NAIVE, CEILING)
+FRAMEWORK = "FastAPI alone"
+TARGETS = (SERVICE, NO_FAST_PATH, NAIVE, FRAMEWORK, CEILING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +147,11 @@ def chart(table: Mapping[str, Mapping[str, Summary]], path: Path, title: str) ->
     import matplotlib.pyplot as plt
 
     endpoints = list(table)
-    apps = [t for t in (SERVICE, NO_FAST_PATH, NAIVE) if any(t in row for row in table.values())]
+    apps = [
+        t
+        for t in (SERVICE, NO_FAST_PATH, NAIVE, FRAMEWORK)
+        if any(t in row for row in table.values())
+    ]
     width = 0.8 / len(apps)
     figure, axes = plt.subplots(figsize=(11, 5.5), dpi=110)
     for index, app in enumerate(apps):

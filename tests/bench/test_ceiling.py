@@ -14,7 +14,7 @@ import pytest
 from app.core.config import Settings
 from app.db import bootstrap
 from app.services.seed import seed_catalog
-from bench import report, wrk
+from bench import framework_floor_app, report, wrk
 from bench.ceiling_app import Ceiling
 from bench.report import CEILING, NAIVE, SERVICE, Sample
 from tests.conftest import Users
@@ -58,6 +58,32 @@ async def test_by_id_and_pages_match_the_service(
     # The service's cursor pages the ceiling too: the deep-page run sends both the same one.
     second = await _same(viewer, ceiling, f"/products?cursor={first['next_cursor']}")
     assert {p["id"] for p in second["items"]}.isdisjoint(p["id"] for p in first["items"])
+
+
+async def test_fastapi_alone_answers_as_the_ceiling_does(
+    viewer: httpx.AsyncClient,
+    ceiling: httpx.AsyncClient,  # seeds the catalog
+    database_url: str,
+    settings: Settings,
+    users: Users,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BENCH_DSN", bootstrap.asyncpg_dsn(database_url))
+    monkeypatch.setenv("SECRET_KEY", settings.secret_key.get_secret_value())
+    monkeypatch.setenv("BENCH_USER_ID", str(users.editor))
+    floor = framework_floor_app.create()
+    transport = httpx.ASGITransport(app=floor)
+    async with (
+        floor.router.lifespan_context(floor),
+        httpx.AsyncClient(transport=transport, base_url="http://floor") as client,
+    ):
+        one = await _same(viewer, client, "/products/17")
+        assert one["id"] == 17
+        assert (await client.get("/products/17")).headers["etag"] == f'"{one["version"]}"'
+        first = await _same(viewer, client, "/products")
+        assert len(first["items"]) == 20
+        missing = await client.get("/products/999999")
+        assert missing.status_code == 404
 
 
 async def test_ceiling_writes_honour_if_match(ceiling: httpx.AsyncClient) -> None:
