@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.read_bench [--products 100000] [--duration 5] [--rounds 3]
 
 Needs `wrk` (Debian package wrk) and PostgreSQL on 127.0.0.1:5432. It creates a throwaway
-database, fills it with `catalog seed`, and serves four apps side by side, one process each on
+database, fills it with `catalog seed`, and serves five apps side by side, one process each on
 127.0.0.1: the service by `catalog serve` as production runs it (ENVIRONMENT=production, a
 random strong SECRET_KEY, JSON access lines at INFO on stderr, which goes to a file, metrics,
 a bearer token on every request); the same with its fast path off
@@ -258,11 +258,9 @@ def main() -> None:
                 "GET by id",
                 "/",
                 lambda: wrk.by_id_script(args.seed, args.products),
-                (SERVICE, NO_FAST_PATH, CEILING, NAIVE, FRAMEWORK),
+                report.TARGETS,
             ),
-            Endpoint(
-                "first page", "/products", None, (SERVICE, NO_FAST_PATH, CEILING, NAIVE, FRAMEWORK)
-            ),
+            Endpoint("first page", "/products", None, report.TARGETS),
             Endpoint(
                 "filtered, sorted",
                 f"/products?category_id={category}&in_stock=true&status=active&sort=-price",

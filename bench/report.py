@@ -147,11 +147,7 @@ def chart(table: Mapping[str, Mapping[str, Summary]], path: Path, title: str) ->
     import matplotlib.pyplot as plt
 
     endpoints = list(table)
-    apps = [
-        t
-        for t in (SERVICE, NO_FAST_PATH, NAIVE, FRAMEWORK)
-        if any(t in row for row in table.values())
-    ]
+    apps = [t for t in TARGETS if t != CEILING and any(t in row for row in table.values())]
     width = 0.8 / len(apps)
     figure, axes = plt.subplots(figsize=(11, 5.5), dpi=110)
     for index, app in enumerate(apps):
