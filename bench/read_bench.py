@@ -446,7 +446,8 @@ from one machine only mean something as ratios to the ceiling measured beside th
 - What is left between the service and the ceiling, from py-spy on a by-id read under load:
   FastAPI's routing and exception layers and `request_response` (about an eighth of the
   service's CPU), the instrumentator's middleware (about a tenth), FastAPI's parameter parsing,
-  SQLAlchemy's pool checkout through a greenlet; the writes go through the ORM (BEGIN, the
+  SQLAlchemy's pool checkout through a greenlet (`python -m bench.lend_bench` times a lend
+  of it against asyncpg's pool and a plain queue); the writes go through the ORM (BEGIN, the
   statement and COMMIT are three round trips where the ceiling sends one).
 
 ## Results
