@@ -119,7 +119,7 @@ def product(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-async def _noop_reset(connection: asyncpg.Connection) -> None:
+async def no_reset(connection: asyncpg.Connection) -> None:
     """Released connections go back as they are: no RESET ALL round trip."""
 
 
@@ -133,7 +133,7 @@ class Ceiling:
 
     async def startup(self) -> None:
         self.pool = await asyncpg.create_pool(
-            self.dsn, min_size=self.pool_size, max_size=self.pool_size, reset=_noop_reset
+            self.dsn, min_size=self.pool_size, max_size=self.pool_size, reset=no_reset
         )
 
     async def shutdown(self) -> None:

@@ -24,7 +24,7 @@ import asyncio
 import statistics
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -33,14 +33,11 @@ from app.core.config import Settings
 from app.db import bootstrap
 from app.db.engine import build_engine
 from app.db.session import read_connection
+from bench.ceiling_app import no_reset
 
-POOL_SIZE = 20
+POOL_SIZE: int = Settings.model_fields["db_pool_size"].default  # the service's default
 CONCURRENCY = (1, 64)
 Lend = Callable[[], AbstractAsyncContextManager[Any]]
-
-
-async def _no_reset(_connection: asyncpg.Connection) -> None:
-    """asyncpg's `reset` hook doing nothing: no `RESET ALL` round trip per release."""
 
 
 async def cpu_per_lend(lend: Lend, lends: int, tasks: int) -> float:
@@ -60,15 +57,11 @@ async def cpu_per_lend(lend: Lend, lends: int, tasks: int) -> float:
 @asynccontextmanager
 async def lenders(database_url: str) -> AsyncIterator[dict[str, Lend]]:
     """The three lenders, each holding `POOL_SIZE` open connections."""
-    settings = Settings(
-        _env_file=None,
-        database_url=database_url,
-        secret_key="lend-bench-" * 4,
-        db_pool_size=POOL_SIZE,
+    engine = build_engine(
+        Settings(_env_file=None, database_url=database_url, secret_key="lend-bench-" * 4)
     )
-    engine = build_engine(settings)
     dsn = bootstrap.asyncpg_dsn(database_url)
-    pool = await asyncpg.create_pool(dsn, min_size=POOL_SIZE, max_size=POOL_SIZE, reset=_no_reset)
+    pool = await asyncpg.create_pool(dsn, min_size=POOL_SIZE, max_size=POOL_SIZE, reset=no_reset)
     queue: asyncio.Queue[asyncpg.Connection] = asyncio.Queue()
     for _ in range(POOL_SIZE):
         queue.put_nowait(await asyncpg.connect(dsn))
@@ -83,15 +76,9 @@ async def lenders(database_url: str) -> AsyncIterator[dict[str, Lend]]:
 
     try:
         # Open every connection of the service's pool before timing, as the others are.
-        async def hold(release: asyncio.Event) -> None:
-            async with read_connection(engine):
-                await release.wait()
-
-        release = asyncio.Event()
-        holders = [asyncio.ensure_future(hold(release)) for _ in range(POOL_SIZE)]
-        await asyncio.sleep(0.5)
-        release.set()
-        await asyncio.gather(*holders)
+        async with AsyncExitStack() as held:
+            for _ in range(POOL_SIZE):
+                await held.enter_async_context(read_connection(engine))
         yield {
             "service": lambda: read_connection(engine),
             "asyncpg pool": pool.acquire,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
+
 import asyncpg
 
 from bench.lend_bench import POOL_SIZE, cpu_per_lend, lenders, table
@@ -14,13 +16,13 @@ async def test_each_lender_lends_an_open_connection_of_a_full_pool(database_url:
             held = []
             # POOL_SIZE borrowers at once get POOL_SIZE distinct live backends: nothing is
             # opened while timing, and nobody shares a connection.
-            contexts = [lend() for _ in range(POOL_SIZE)]
-            for context in contexts:
-                connection = await context.__aenter__()
-                assert isinstance(connection, asyncpg.Connection | asyncpg.pool.PoolConnectionProxy)
-                held.append(await connection.fetchval("SELECT pg_backend_pid()"))
-            for context in contexts:
-                await context.__aexit__(None, None, None)
+            async with AsyncExitStack() as borrowed:
+                for _ in range(POOL_SIZE):
+                    connection = await borrowed.enter_async_context(lend())
+                    assert isinstance(
+                        connection, asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+                    )
+                    held.append(await connection.fetchval("SELECT pg_backend_pid()"))
             assert len(set(held)) == POOL_SIZE, name
             assert await cpu_per_lend(lend, 200, 8) > 0
 
